@@ -1,0 +1,97 @@
+"""Canonical channel names and the alias table that maps names as written onto them.
+
+CytoSense instruments write channel names verbatim and inconsistently ("FL Yellow",
+"Fl Yellow", "Sidewards Scatter", "Forward Scatter Left", ...). A model declares the
+canonical channels it needs; `resolve_channels` finds them in a file's channel list, or
+derives one from others (FWS as the mean of the left/right forward-scatter detectors),
+or raises a `ChannelError` telling the operator which alias to add.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from plankton_stream.errors import ChannelError
+
+# canonical -> names as written by instruments / converters (matching ignores case,
+# spaces, '_' and '-'). Extend it in the config (`ingest.channels.aliases`), not here.
+DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
+    "FWS": ("FWS", "Forward Scatter", "Forward Scatter Total", "FSC"),
+    "FWS_L": ("FWS L", "FWS Left", "Forward Scatter Left", "FWS_L"),
+    "FWS_R": ("FWS R", "FWS Right", "Forward Scatter Right", "FWS_R"),
+    "SWS": ("SWS", "Sidewards Scatter", "Sideward Scatter", "Side Scatter", "SSC"),
+    "SWS_HS": ("SWS HS", "Sidewards Scatter HS", "SWS High Sensitivity"),
+    "FL_YELLOW": ("FL Yellow", "Fl Yellow", "FLY"),
+    "FL_ORANGE": ("FL Orange", "Fl Orange", "FLO"),
+    "FL_RED": ("FL Red", "Fl Red", "FLR"),
+    "FL_GREEN": ("FL Green", "Fl Green", "FLG"),
+    "CURVATURE": ("Curvature", "Curv"),
+}
+
+
+def normalise(name: str) -> str:
+    """Comparison key for channel names: case, spaces, '_' and '-' do not matter."""
+    return re.sub(r"[\s_\-]+", "", name).casefold()
+
+
+@dataclass(frozen=True)
+class ChannelMap:
+    """Where each wanted canonical channel comes from in one file's channel list.
+
+    `sources[i]` holds the indices (into the file's channels) averaged to make wanted
+    channel i: one index when the channel is present, several when it is derived.
+    """
+
+    wanted: tuple[str, ...]
+    sources: tuple[tuple[int, ...], ...]
+
+    def select(self, pulses: np.ndarray) -> np.ndarray:
+        """(C_file, L) -> (C_wanted, L), float32."""
+        rows = [
+            pulses[idx[0]] if len(idx) == 1 else pulses[list(idx)].mean(axis=0)
+            for idx in self.sources
+        ]
+        return np.stack(rows).astype(np.float32, copy=False)
+
+
+def canonical_name(written: str, aliases: Mapping[str, Sequence[str]]) -> str | None:
+    """The canonical name of a channel as written, or None if the table does not know it."""
+    key = normalise(written)
+    for canonical, names in aliases.items():
+        if key == normalise(canonical) or any(key == normalise(n) for n in names):
+            return canonical
+    return None
+
+
+def resolve_channels(
+    written: Sequence[str],
+    wanted: Sequence[str],
+    aliases: Mapping[str, Sequence[str]],
+    derive: Mapping[str, Sequence[str]] | None = None,
+) -> ChannelMap:
+    """Map the `wanted` canonical channels onto a file's channels `written`."""
+    index: dict[str, int] = {}
+    for i, name in enumerate(written):
+        canonical = canonical_name(name, aliases)
+        if canonical is not None and canonical not in index:
+            index[canonical] = i
+    sources = []
+    for channel in wanted:
+        if channel in index:
+            sources.append((index[channel],))
+            continue
+        parts = tuple((derive or {}).get(channel, ()))
+        if parts and all(p in index for p in parts):
+            sources.append(tuple(index[p] for p in parts))
+            continue
+        raise ChannelError(
+            f"channel {channel} is not in this export (it has: {', '.join(written) or 'none'}). "
+            f"If one of these is {channel} under another name, add it to "
+            f"ingest.channels.aliases.{channel} in the config; otherwise use a model "
+            f"trained without {channel}."
+        )
+    return ChannelMap(tuple(wanted), tuple(sources))
