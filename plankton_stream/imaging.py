@@ -1,0 +1,247 @@
+"""Image decoding and particle location (numpy + PIL).
+
+Decoding full camera frames is the expensive part of ingest, so JPEGs are decoded at
+reduced size (libjpeg's DCT scaling through PIL's `draft`) wherever the target resolution
+allows: full frames are searched at 1/4 scale, and the crop is decoded at the coarsest scale
+that still leaves the model's input size on the crop's long side.
+
+A full frame is located against the instrument's background frame (or, without one, against
+a block-median estimate of the illumination): |frame - background| > threshold, connected
+blobs, the strongest blob plus the blobs close to it (chains, spines), bounding box + margin.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import deque
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from plankton_stream.config import ImagingConfig
+from plankton_stream.errors import ImageError
+from plankton_stream.particles import ImageRef
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"GIF8", "gif"),
+)
+_SCALES = (8, 4, 2, 1)
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The image format from its magic bytes (never from a file name), or None."""
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return kind
+    return None
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageError(f"cannot open image ({len(data)} bytes): {exc}") from exc
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the header, without decoding the pixels."""
+    return _open(data).size
+
+
+def decode_gray(data: bytes, reduce: int = 1) -> tuple[np.ndarray, int]:
+    """Decode to grayscale uint8 (H, W), at about 1/`reduce` size when the codec allows.
+
+    Returns the pixels and the factor actually applied (JPEG: 1, 2, 4 or 8; others: 1).
+    """
+    img = _open(data)
+    width = img.size[0]
+    try:
+        if img.format == "JPEG":  # DCT scaling, and luma only for colour frames
+            img.draft("L", (max(1, img.size[0] // reduce), max(1, img.size[1] // reduce)))
+        img = img.convert("L")
+        pixels = np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"corrupt image data ({len(data)} bytes): {exc}") from exc
+    factor = max(1, round(width / pixels.shape[1]))
+    return pixels, factor
+
+
+@lru_cache(maxsize=16)
+def _background(data: bytes, reduce: int) -> np.ndarray:
+    # bytes hash once and cache it, so keying on the frame itself is cheap
+    return decode_gray(data, reduce)[0].astype(np.int16)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A particle's pixels, where they came from, and their scale."""
+
+    pixels: np.ndarray  # uint8 (H, W)
+    rect: tuple[int, int, int, int]  # (x, y, w, h) in full-resolution frame pixels
+    um_per_px: float | None  # of `pixels` (reduced decoding makes pixels coarser)
+
+
+def crop_particle(
+    ref: ImageRef, background: bytes | None, cfg: ImagingConfig, min_side: int
+) -> Crop:
+    """The particle's crop from an image reference, located first if it is a full frame.
+
+    `min_side` is the model's input size: decoding is reduced only while the crop's long
+    side stays at or above it.
+    """
+    if ref.full_frame:
+        return _crop_full_frame(ref, background, cfg, min_side)
+    width, height = image_size(ref.data)
+    factor = _reduce_for(max(width, height), min_side)
+    pixels, factor = decode_gray(ref.data, factor)
+    rect = ref.rect or (0, 0, width, height)
+    return Crop(pixels, rect, _scaled(ref.um_per_px, factor))
+
+
+def _crop_full_frame(
+    ref: ImageRef, background: bytes | None, cfg: ImagingConfig, min_side: int
+) -> Crop:
+    frame, s = decode_gray(ref.data, cfg.locate_scale)
+    diff = _difference(frame, background, s)
+    box = locate(diff, cfg.threshold, max(1, cfg.min_area_px // (s * s)))
+    if box is None and s > 1:
+        # a tiny particle is diluted at reduced scale: look at full resolution, but only
+        # around the strongest coarse difference (a full-frame search costs ~10x more)
+        py, px = np.unravel_index(int(np.argmax(diff)), diff.shape)
+        coarse, r = s, 16 * s
+        frame, s = decode_gray(ref.data, 1)
+        y0, x0 = max(0, py * coarse - r), max(0, px * coarse - r)
+        window = (slice(y0, y0 + 2 * r), slice(x0, x0 + 2 * r))
+        found = locate(_difference(frame, background, 1, window), cfg.threshold, cfg.min_area_px)
+        box = None if found is None else (found[0] + x0, found[1] + y0, found[2] + x0, found[3] + y0)
+    if box is None:
+        raise ImageError("no particle found in the full frame (nothing differs from the background)")
+    height, width = frame.shape[0] * s, frame.shape[1] * s
+    x0, y0, x1, y1 = _with_margin(tuple(v * s for v in box), cfg, width, height)
+    factor = _reduce_for(max(x1 - x0, y1 - y0), min_side)
+    if factor != s:
+        frame, factor = decode_gray(ref.data, factor)
+    pixels = frame[y0 // factor: -(-y1 // factor), x0 // factor: -(-x1 // factor)]
+    return Crop(np.ascontiguousarray(pixels), (x0, y0, x1 - x0, y1 - y0),
+                _scaled(ref.um_per_px, factor))
+
+
+def _difference(frame: np.ndarray, background: bytes | None, s: int,
+                window: tuple[slice, slice] | None = None) -> np.ndarray:
+    """|frame - background| (within `window`), smoothed over 3x3 so lone noisy pixels do
+    not count."""
+    bg = _background(background, s) if background is not None else None
+    if bg is not None and bg.shape != frame.shape:  # from another camera mode: not usable
+        bg = None
+    if window is not None:
+        frame = frame[window]
+        bg = None if bg is None else bg[window]
+    if bg is None:
+        bg = estimate_background(frame)
+    diff = _box3(np.abs(frame.astype(np.int16) - bg).astype(np.float32))
+    if (diff > 40).mean() > 0.5:  # lighting changed wholesale: this background does not apply
+        diff = _box3(np.abs(frame.astype(np.int16) - estimate_background(frame)).astype(np.float32))
+    return diff
+
+
+def _reduce_for(long_side: int, min_side: int) -> int:
+    for factor in _SCALES:
+        if long_side // factor >= min_side:
+            return factor
+    return 1
+
+
+def _scaled(um_per_px: float | None, factor: int) -> float | None:
+    return None if um_per_px is None else um_per_px * factor
+
+
+def _with_margin(box: tuple[int, int, int, int], cfg: ImagingConfig, width: int, height: int
+                 ) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = box
+    mx = cfg.margin_px + int(cfg.margin_frac * (x1 - x0))
+    my = cfg.margin_px + int(cfg.margin_frac * (y1 - y0))
+    return max(0, x0 - mx), max(0, y0 - my), min(width, x1 + mx), min(height, y1 + my)
+
+
+def estimate_background(frame: np.ndarray, block: int = 32) -> np.ndarray:
+    """Illumination estimate from block medians, for frames without a background frame.
+
+    A particle covers a minority of most blocks, so the block median is background.
+    """
+    h, w = frame.shape
+    bh, bw = -(-h // block), -(-w // block)
+    padded = np.pad(frame, ((0, bh * block - h), (0, bw * block - w)), mode="edge")
+    med = np.median(padded.reshape(bh, block, bw, block).transpose(0, 2, 1, 3).reshape(bh, bw, -1), axis=2)
+    return np.repeat(np.repeat(med, block, 0), block, 1)[:h, :w].astype(np.int16)
+
+
+def locate(diff: np.ndarray, threshold: float, min_area: int) -> tuple[int, int, int, int] | None:
+    """Bounding box (x0, y0, x1, y1) of the particle in a difference image, or None.
+
+    The main blob is the one with the largest integrated contrast; blobs within a few
+    pixels of it are merged in, so chains with gaps and thin spines stay together.
+    """
+    mask = diff > threshold
+    # dilation joins nearby fragments; shrink the boxes back by the one pixel it added
+    blobs = [(b[0] + 1, b[1] + 1, b[2] - 1, b[3] - 1, b[4]) for b in _blobs(_dilate(mask))
+             if b[4] >= min_area]
+    if not blobs:
+        return None
+    weights = [float(diff[b[1]:b[3], b[0]:b[2]][mask[b[1]:b[3], b[0]:b[2]]].sum()) for b in blobs]
+    main = list(blobs[int(np.argmax(weights))][:4])
+    reach = max(4, (main[2] - main[0] + main[3] - main[1]) // 8)
+    for b in blobs:
+        if (b[0] <= main[2] + reach and b[2] >= main[0] - reach
+                and b[1] <= main[3] + reach and b[3] >= main[1] - reach):
+            main = [min(main[0], b[0]), min(main[1], b[1]), max(main[2], b[2]), max(main[3], b[3])]
+    return tuple(main)  # type: ignore[return-value]
+
+
+def _box3(a: np.ndarray) -> np.ndarray:
+    """3x3 box mean (separable shifted sums), to keep single noisy pixels from counting."""
+    p = np.pad(a, 1, mode="edge")
+    rows = p[:-2] + p[1:-1] + p[2:]
+    return (rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]) / 9.0
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    return out
+
+
+def _blobs(mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """Connected components (4-connected) as (x0, y0, x1, y1, area).
+
+    Only foreground pixels are visited, and after thresholding a frame has few of them,
+    so a plain BFS is fast enough and needs no SciPy.
+    """
+    ys, xs = np.nonzero(mask)
+    todo = set(zip(ys.tolist(), xs.tolist()))
+    out = []
+    while todo:
+        start = todo.pop()
+        queue = deque([start])
+        y0 = y1 = start[0]
+        x0 = x1 = start[1]
+        area = 0
+        while queue:
+            y, x = queue.popleft()
+            area += 1
+            y0, y1, x0, x1 = min(y0, y), max(y1, y), min(x0, x), max(x1, x)
+            for n in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                if n in todo:
+                    todo.remove(n)
+                    queue.append(n)
+        out.append((x0, y0, x1 + 1, y1 + 1, area))
+    return out
