@@ -1,0 +1,33 @@
+"""Export formats. One module per format, each with `NAME`, `sniff(path)`, `read(path, cfg)`
+and (for the simulator and fixtures) `write(...)`. Adding a format is adding a module here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plankton_stream.config import IngestConfig
+from plankton_stream.errors import FormatError
+from plankton_stream.formats import cytoclus, cyz2json
+from plankton_stream.particles import Reading
+
+FORMATS = (cyz2json, cytoclus)
+
+
+def detect(path: str | Path):
+    """The format module that reads `path`, or a FormatError saying why none does."""
+    path = Path(path)
+    if not path.exists():
+        raise FormatError(f"{path}: no such file or directory")
+    for fmt in FORMATS:
+        if fmt.sniff(path):
+            return fmt
+    raise FormatError(
+        f"{path}: not a CytoSense export this version reads (cyz2json .json, or a CytoClus "
+        f"set: _Info.txt/_Listmode.csv/_Pulses.csv); convert .cyz files with the converter hook"
+    )
+
+
+def read_any(path: str | Path, cfg: IngestConfig | None = None) -> Reading:
+    """Read any supported export: `Sample` now, particles as a lazy stream."""
+    return detect(path).read(Path(path), cfg or IngestConfig())
