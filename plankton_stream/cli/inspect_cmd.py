@@ -1,0 +1,57 @@
+"""`plankton-stream inspect PATH [--json]`: what is in one export file or CytoClus set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from plankton_stream.config import load_config
+from plankton_stream.inspection import summarise
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="summarise a cyz2json file or a CytoClus set")
+    p.add_argument("path", type=Path, help="a .json export, or a CytoClus set's folder or any of its files")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--check-images", action="store_true",
+                   help="also decode every image and locate its particle")
+    p.add_argument("--config", help="config file (channel aliases, limits)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = summarise(args.path, load_config(args.config).ingest, args.check_images)
+    if args.json:
+        print(json.dumps(summary, default=str))
+        return 0
+    print(_text(summary))
+    return 0
+
+
+def _text(s: dict) -> str:
+    lines = [
+        f"{s['path']}",
+        f"  format        {s['format']}   sample {s['sample_id']}",
+        f"  instrument    {s['instrument'] or '-'} {s['serial'] or ''}".rstrip(),
+        f"  start         {s['start'] or '-'}   duration {s['duration_s'] or '-'} s",
+        f"  particles     {s['particles']} read (instrument: {s['saved_reported']} saved, "
+        f"{s['triggered']} triggered)",
+        f"  images        {s['images']} (instrument: {s['imaged_reported']})",
+        f"  channels      {', '.join(s['channels'])}",
+        f"  volume        analysed {s['analysed_volume_ul']} µL, pumped {s['pumped_volume_ul']} µL",
+        f"  scale         {s['um_per_sample']} µm/sample, {s['um_per_px']} µm/px, "
+        f"background frame: {'yes' if s['background_frame'] else 'no'}",
+    ]
+    if s["pulse_samples"]:
+        ps = s["pulse_samples"]
+        lines.append(f"  pulse length  {ps['min']}..{ps['max']} samples (median {ps['median']:g})")
+    for w in s["warnings"]:
+        lines.append(f"  warning       {w}")
+    lines.append(f"  errors        {s['errors_total']}")
+    for e in s["errors"][:20]:
+        where = f"particle {e['particle']}" if e["particle"] is not None else f"row {e['row']}"
+        lines.append(f"    {where}: {e['reason']}" + ("" if e["dropped"] else " (particle kept)"))
+    if s["errors_total"] > 20:
+        lines.append(f"    ... {s['errors_total'] - 20} more (use --json)")
+    return "\n".join(lines)
