@@ -73,3 +73,18 @@ def test_empty_frame_and_corrupt_jpeg_are_image_errors():
     good = encode(np.full((80, 80), 120.0))
     with pytest.raises(ImageError):
         crop_particle(ImageRef(good[:40], None, 0.3, False), None, ImagingConfig(), 8)
+
+
+def test_given_crops_are_tightened_like_located_ones():
+    """An 80-multiple crop and a full frame of the same particle give the same view."""
+    a = np.full((160, 160), 178.0)
+    a[70:90, 60:100] = 90  # a 40x20 px cell in a roomy export crop
+    crop = crop_particle(ImageRef(encode(a), (400, 300, 160, 160), 0.3, False), None,
+                         ImagingConfig(margin_px=4, margin_frac=0.0), min_side=8)
+    x, y, w, h = crop.rect
+    # box + 4 px margin, give or take the JPEG ringing of this hard synthetic edge
+    assert (400 + 48 <= x <= 400 + 56) and (300 + 58 <= y <= 300 + 66)
+    assert 48 <= w <= 58 and 28 <= h <= 38
+    blank = crop_particle(ImageRef(encode(np.full((80, 80), 170.0)), None, 0.3, False), None,
+                          ImagingConfig(), min_side=8)
+    assert blank.pixels.shape == (80, 80)  # nothing stands out: the crop is kept whole

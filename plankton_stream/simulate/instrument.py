@@ -129,8 +129,9 @@ def _particles(settings: SimSettings, sample: Sample, ids, arrivals, kinds,
         trace = np.round(trace, 3).astype(np.float32)
         params = listmode(trace, sample.channels, det.um_per_sample, arrival)
         image = None
-        size_bias = float(np.clip(np.sqrt(max(body.length_um, 1.0) / 8.0), 0.35, 2.5))
-        chosen = rng.random() < min(1.0, settings.image_fraction * size_bias)
+        # the camera favours large particles: p = 1 - (1 - f)^bias keeps f = 0 and f = 1 exact
+        bias = float(np.clip(np.sqrt(max(body.length_um, 1.0) / 8.0), 0.35, 2.5))
+        chosen = rng.random() < 1.0 - (1.0 - min(settings.image_fraction, 1.0)) ** bias
         if (n in imaged) if imaged is not None else chosen:
             image = _image(body, settings, background, rng)
         particle = Particle(sample.sample_id, int(pid), sample.channels, trace, params, image)

@@ -1,0 +1,71 @@
+"""Raw `.cyz` files through an external converter (e.g. Cyz2Json, which needs .NET).
+
+`ingest.converter.command` is a template such as `Cyz2Json {input} --raw --output {output}`;
+it is split like a shell command line (no shell is run) and {input} / {output} are replaced.
+The converted JSON is then read by the cyz2json reader. Failures name the command, its exit
+status and the end of its error output.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from plankton_stream.config import ConverterConfig, IngestConfig
+from plankton_stream.errors import ConverterError, FormatError
+from plankton_stream.formats import cyz2json
+from plankton_stream.particles import Item, Reading
+
+NAME = "cyz"
+
+
+def sniff(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == ".cyz"
+
+
+def convert(path: Path, cfg: ConverterConfig, out_dir: Path) -> Path:
+    """Run the converter on `path`; returns the JSON it wrote into `out_dir`."""
+    if not cfg.command.strip():
+        raise ConverterError(f"{path}: a raw .cyz file needs a converter: set ingest.converter.command "
+                             f"(e.g. 'Cyz2Json {{input}} --raw --output {{output}}') or export JSON "
+                             f"or CytoClus files on the instrument PC")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / (path.stem + ".json")
+    args = [a.replace("{input}", str(path)).replace("{output}", str(output))
+            for a in shlex.split(cfg.command)]
+    if shutil.which(args[0]) is None and not Path(args[0]).exists():
+        raise ConverterError(f"converter {args[0]!r} not found (ingest.converter.command); "
+                             f"install it or fix the path")
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=cfg.timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise ConverterError(f"{path}: converter timed out after {cfg.timeout_s:g} s") from exc
+    if done.returncode != 0 or not output.exists():
+        tail = (done.stderr or done.stdout or "").strip().splitlines()[-3:]
+        raise ConverterError(f"{path}: converter exited with {done.returncode}"
+                             f"{' and wrote no output' if not output.exists() else ''}: "
+                             f"{' / '.join(tail) or 'no message'}")
+    return output
+
+
+def read(path: Path, cfg: IngestConfig) -> Reading:
+    """Convert into a temporary folder and read the JSON (removed when reading ends)."""
+    tmp = Path(tempfile.mkdtemp(prefix="plankton-cyz-"))
+    try:
+        json_path = convert(path, cfg.converter, tmp)
+        inner = cyz2json.read(json_path, cfg)
+    except (ConverterError, FormatError):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Reading(inner.sample, _cleanup_after(inner.items, tmp))
+
+
+def _cleanup_after(items: Iterator[Item], tmp: Path) -> Iterator[Item]:
+    try:
+        yield from items
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
