@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,onnx
 STAMP  := $(VENV)/.installed-$(shell echo "$(TORCH_SPEC) $(EXTRAS)" | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean default-model
 
 install: $(STAMP)
 
@@ -35,3 +35,14 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The shipped default model, its SimCLR baseline and the default gallery, exactly as built
+# (about 25 minutes on 2 CPU cores). See plankton_stream/assets/README.md.
+PS := $(VENV)/bin/plankton-stream
+ASSETS := plankton_stream/assets
+default-model: $(STAMP)
+	rm -rf build/sim-train build/sim-gallery
+	$(PS) simulate --out build/sim-train --seed 100 --particles 2000 --samples 6 --image-fraction 1.0 --frames crop
+	$(PS) pretrain --data build/sim-train --out $(ASSETS)/models/default --baseline $(ASSETS)/models/baseline-simclr --seed 0 --no-cache --quiet
+	$(PS) simulate --out build/sim-gallery --seed 300 --particles 1500 --image-fraction 1.0 --frames crop
+	$(PS) gallery build --data build/sim-gallery --model $(ASSETS)/models/default --per-class 20 --seed 0 --no-cache --out $(ASSETS)/galleries/default.npz

@@ -20,6 +20,8 @@ import yaml
 
 from plankton_stream.channels import DEFAULT_ALIASES
 from plankton_stream.errors import ConfigError
+from plankton_stream.models.spec import ModelSpec
+from plankton_stream.preprocess import PreprocessSpec
 
 
 # --------------------------------------------------------------------------- sections
@@ -94,11 +96,104 @@ class StationConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """Contrastive pretraining (and the image-only baseline, with the same budget)."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+    epochs: int = 7
+    batch_size: int = 128
+    lr: float = 2e-3  # peak learning rate (AdamW), after linear warm-up, then cosine decay
+    weight_decay: float = 0.05
+    warmup_frac: float = 0.05
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # mixed precision on GPU
+    threads: int = 0  # CPU threads for torch; 0: all cores
+    max_minutes: float = 0.0  # stop (and save) after this long; 0: no limit
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """k-NN against the gallery."""
+
+    k: int = 5
+    fusion: Literal["score", "pool", "embed"] = "score"  # how image and profile combine
+    open_set_quantile: float = 0.95  # of the gallery's own neighbour distances -> "unknown"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model and gallery the service classifies with."""
+
+    path: Path | None = None  # model directory; None: the default shipped in the package
+    gallery: Path | None = None  # gallery .npz; None: the default gallery shipped with it
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """Where export files appear and how completeness is judged."""
+
+    dir: Path = Path("incoming")
+    recursive: bool = True
+    # auto: inotify (close-write / moved-to) on local disks, stat polling on network shares
+    mode: Literal["auto", "inotify", "poll"] = "auto"
+    poll_interval_s: float = 2.0
+    quiescence_s: float = 10.0  # poll mode: size and mtime unchanged this long = complete
+    settle_s: float = 1.0  # inotify mode: after close-write, unchanged this long = complete
+    give_up_s: float = 600.0  # a file cut short and unchanged this long is read as it is
+    state_dir: Path = Path("state")  # ledger (SQLite), quarantine, converted .cyz files
+    max_attempts: int = 3  # a file failing this often is quarantined
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Stages, batching and the inference backend."""
+
+    backend: Literal["torch", "onnx", "tensorrt"] = "torch"
+    device: str = "cpu"  # cpu | cuda | cuda:1
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    max_batch: int = 128  # dynamic batching across files
+    max_wait_ms: float = 50.0  # a partial batch waits at most this long
+    chunk: int = 64  # particles per message from ingest
+    queue: int = 16  # messages a stage buffers before its producer blocks (bounded queues)
+    encode_workers: int = 1
+    transport: Literal["inproc", "ipc", "tcp"] = "inproc"  # inproc: one process, threads
+    ipc_dir: Path = Path("/tmp/plankton-stream")  # where ipc:// sockets live
+    tcp_base_port: int = 5560  # tcp transport: stage sockets use ports from here
+    embeddings: bool = False  # attach float16 embeddings to particle events
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """The socket subscribers and loggers connect to."""
+
+    endpoint: str = "tcp://127.0.0.1:5556"  # PUB, live (a slow subscriber misses messages)
+    replay_endpoint: str = "tcp://127.0.0.1:5557"  # ROUTER: durable replay for `record`
+    status_interval_s: float = 2.0
+    subscriber_hwm: int = 20000  # messages queued per subscriber before it starts missing
+    retention_days: float = 30.0  # how long the durable outbox keeps events
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    port: int = 0  # Prometheus /metrics; 0: off
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Every section has working defaults."""
 
     station: StationConfig = field(default_factory=StationConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 # --------------------------------------------------------------------------- loading
@@ -125,6 +220,11 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     if data is None:
         data = _LineDict()
     return _convert(Config, data, "", _Ctx(source, 0))
+
+
+def parse_section(cls: type, data: Any, source: str) -> Any:
+    """Any config dataclass from plain data (e.g. a model manifest), with the same checks."""
+    return _convert(cls, data, "", _Ctx(source, 0))
 
 
 def to_dict(obj: Any) -> Any:

@@ -1,0 +1,1 @@
+"""Encoders and losses (torch). `spec` is torch-free and may be imported anywhere."""

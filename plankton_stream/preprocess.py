@@ -1,0 +1,144 @@
+"""The one preprocessing path, shared by training, evaluation and serving (numpy only).
+
+Its parameters (`PreprocessSpec`) are stored inside every model artefact, and serving reads
+them from there, so training and serving cannot drift apart.
+- Profile: the model's canonical channels are picked through the alias table; each value
+  goes through x -> 2 ln(1 + x) / c - 1 (c = ln(1 + 7488), the detector's saturation in mV,
+  so [0, saturation] -> [-1, 1]); then linear resampling to a fixed length. The particle's
+  extent along the flow (µm) is kept as metadata, because resampling erases it.
+- Image: the particle's crop (located / tightened by `imaging`), resized so the longer side is
+  the model's size (antialiased), edge-padded to a square, scaled to [-1, 1]. Its height and
+  width in µm are kept as metadata.
+Metadata are in µm, not samples or pixels: reduced-size decoding changes pixel counts, and
+instruments differ in sampling step and optics. They enter as log1p(µm) / log1p(500).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from plankton_stream.channels import ChannelMap, resolve_channels
+from plankton_stream.errors import ImageError
+from plankton_stream.imaging import crop_particle
+from plankton_stream.particles import Particle, Sample
+
+if TYPE_CHECKING:  # config.py imports PreprocessSpec from here
+    from plankton_stream.config import IngestConfig
+
+SATURATION_MV = 7488.0
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Everything that turns a particle into model input. Stored in the model artefact."""
+
+    channels: tuple[str, ...] = ("FWS", "SWS", "FL_YELLOW", "FL_ORANGE", "FL_RED")
+    profile_length: int = 128  # the reference uses 224; 128 keeps 2-core CPUs busy, not stuck
+    log_scale: float = float(np.log1p(SATURATION_MV))  # c = ln(1 + 7488) = 8.9211
+    image_size: int = 64  # the reference uses 224
+    crop_top_px: int = 0  # some datasets carry an info strip at the top (the reference: 25)
+    size_scale_um: float = 500.0  # metadata: log1p(µm) / log1p(size_scale_um)
+
+    @property
+    def profile_meta_dim(self) -> int:
+        return 1
+
+    @property
+    def image_meta_dim(self) -> int:
+        return 2
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Model-ready arrays for one particle; `image` is None when it has none (or a bad one)."""
+
+    sample_id: str
+    particle_id: int
+    profile: np.ndarray  # (C, L) float32 in [-1, 1]
+    profile_meta: np.ndarray  # (1,) float32
+    image: np.ndarray | None  # (S, S) float32 in [-1, 1]
+    image_meta: np.ndarray | None  # (2,) float32
+    image_problem: str | None = None  # why an image the particle had could not be used
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.sample_id, self.particle_id)
+
+
+def channel_map(sample: Sample, spec: PreprocessSpec, ingest: IngestConfig) -> ChannelMap:
+    """Which of the sample's channels feed the model (raises ChannelError if one is missing)."""
+    return resolve_channels(sample.channels, spec.channels, ingest.channels.aliases,
+                            ingest.channels.derive)
+
+
+def prepare_particle(p: Particle, sample: Sample, cmap: ChannelMap, spec: PreprocessSpec,
+                     ingest: IngestConfig) -> Prepared:
+    """A particle as the encoders see it. Used unchanged by training and by the service."""
+    um_per_sample = sample.um_per_sample or ingest.instrument.um_per_sample
+    profile, profile_meta = prepare_profile(cmap.select(p.pulses), um_per_sample, spec)
+    image = image_meta = problem = None
+    if p.image is not None:
+        try:
+            crop = crop_particle(p.image, sample.background, ingest.imaging, spec.image_size)
+            um_per_px = crop.um_per_px or ingest.instrument.um_per_px * crop.factor
+            image, image_meta = prepare_image(crop.pixels, um_per_px, spec)
+        except ImageError as exc:
+            problem = str(exc)
+    return Prepared(p.sample_id, p.particle_id, profile, profile_meta, image, image_meta, problem)
+
+
+def prepare_profile(pulses: np.ndarray, um_per_sample: float, spec: PreprocessSpec
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(C, L) mV -> ((C, profile_length) in [-1, 1], (1,) extent metadata)."""
+    scaled = 2.0 * np.log1p(np.maximum(pulses.astype(np.float32), 0.0)) / spec.log_scale - 1.0
+    out = resample(scaled, spec.profile_length)
+    extent = pulses.shape[1] * um_per_sample
+    return out, _meta([extent], spec)
+
+
+def resample(x: np.ndarray, length: int) -> np.ndarray:
+    """Linear interpolation along the last axis to `length` samples (ends aligned)."""
+    n = x.shape[-1]
+    if n == 1:
+        return np.repeat(x, length, axis=-1).astype(np.float32)
+    pos = np.linspace(0.0, n - 1, length)
+    i0 = np.minimum(pos.astype(np.int64), n - 2)
+    frac = (pos - i0).astype(np.float32)
+    return (x[..., i0] * (1.0 - frac) + x[..., i0 + 1] * frac).astype(np.float32)
+
+
+def prepare_image(pixels: np.ndarray, um_per_px: float, spec: PreprocessSpec
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (H, W) crop -> ((S, S) in [-1, 1], (2,) height/width metadata)."""
+    if spec.crop_top_px and pixels.shape[0] > spec.crop_top_px + 1:
+        pixels = pixels[spec.crop_top_px:]
+    h, w = pixels.shape
+    size = spec.image_size
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    resized = _resize_matrix(h, nh) @ pixels.astype(np.float32) @ _resize_matrix(w, nw).T
+    top, left = (size - nh) // 2, (size - nw) // 2
+    square = np.pad(resized, ((top, size - nh - top), (left, size - nw - left)), mode="edge")
+    return (square / 127.5 - 1.0).astype(np.float32), _meta([h * um_per_px, w * um_per_px], spec)
+
+
+def _meta(values_um: list[float], spec: PreprocessSpec) -> np.ndarray:
+    return (np.log1p(np.asarray(values_um, dtype=np.float64)) / np.log1p(spec.size_scale_um)
+            ).astype(np.float32)
+
+
+@lru_cache(maxsize=512)
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) linear-interpolation weights, widened when shrinking (antialiasing)."""
+    scale = n_in / n_out
+    support = max(1.0, scale)
+    centres = (np.arange(n_out) + 0.5) * scale - 0.5
+    taps = np.arange(n_in)[None, :]
+    w = np.clip(1.0 - np.abs(taps - centres[:, None]) / support, 0.0, None)
+    w /= w.sum(axis=1, keepdims=True)
+    w.flags.writeable = False
+    return w.astype(np.float32)

@@ -1,0 +1,108 @@
+"""k-NN voting, fusion rules, open set, and gallery editing and files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from plankton_stream import gallery as gal
+from plankton_stream import knn
+from plankton_stream.errors import GalleryError
+
+
+def unit(a: np.ndarray) -> np.ndarray:
+    return (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+
+
+def clusters(n_classes=4, per=6, dim=8, spread=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.normal(size=(n_classes, dim)))
+    labels = np.repeat(np.arange(n_classes), per)
+    return unit(centres[labels] + spread * rng.normal(size=(len(labels), dim))), labels, centres
+
+
+def make(per=6, fusion="score", seed=0, image_noise=0.05):
+    prof, labels, centres = clusters(per=per, seed=seed)
+    img, _, _ = clusters(per=per, seed=seed + 1, spread=image_noise)
+    names = [f"c{i}" for i in labels]
+    return gal.build("m1", names, [("s", i) for i in range(len(names))], prof, img,
+                     np.ones(len(names), bool), k=3, fusion=fusion)
+
+
+def test_votes_are_inverse_distance_weighted_and_normalised():
+    bank = unit(np.array([[1, 0], [0.9, 0.1], [0, 1]], np.float32))
+    v = knn.knn(unit(np.array([[1, 0.05]], np.float32)), bank, np.array([0, 0, 1]), 2, k=3)
+    assert v.scores.shape == (1, 2) and v.scores.sum() == pytest.approx(1.0)
+    assert v.scores[0, 0] > 0.9 and v.nearest[0] < 0.01
+
+
+def test_classify_routes_by_modality():
+    g = make()
+    prof = g.profile[:4] + 0.01
+    img = g.image[:4] + 0.01
+    has = np.array([True, False, True, False])
+    r = gal.classify(g, unit(prof), unit(img), has, "auto")
+    assert r.modality == ["combined", "profile", "combined", "profile"]
+    assert r.labels == ["c0"] * 4 and r.scores.shape == (4, 4)
+    assert gal.classify(g, unit(prof), None, np.zeros(4, bool)).modality == ["profile"] * 4
+
+
+@pytest.mark.parametrize("fusion", knn.FUSIONS)
+def test_every_fusion_rule_classifies_clean_clusters(fusion):
+    g = make(fusion=fusion)
+    r = gal.classify(g, g.profile, g.image, g.has_image, "combined")
+    assert r.labels == [g.classes[i] for i in g.labels]
+
+
+def test_score_fusion_trusts_the_confident_modality():
+    """Images useless (noise), profiles clean: combined must follow the profile."""
+    g = make(image_noise=5.0)
+    prof, labels, _ = clusters(per=6, seed=0, spread=0.05)
+    rng = np.random.default_rng(9)
+    noise = unit(rng.normal(size=prof.shape))
+    truth = [f"c{i}" for i in labels]
+    profile_only = gal.classify(g, prof, noise, np.ones(len(prof), bool), "profile").labels
+    combined = gal.classify(g, prof, noise, np.ones(len(prof), bool), "combined").labels
+    acc = lambda got: np.mean([a == b for a, b in zip(got, truth)])  # noqa: E731
+    assert acc(profile_only) == 1.0 and acc(combined) >= 0.9
+
+
+def test_far_queries_are_unknown_and_near_ones_are_not():
+    g = make()
+    assert np.isfinite(g.thresholds["profile"]) and np.isfinite(g.thresholds["combined"])
+    near = gal.classify(g, g.profile[:3], None, np.zeros(3, bool))
+    far = gal.classify(g, unit(-g.profile[:3]), None, np.zeros(3, bool))
+    assert not near.unknown.any() and far.unknown.all()
+    assert far.labels == [gal.UNKNOWN] * 3
+
+
+def test_one_shot_gallery_cannot_calibrate_and_never_says_unknown():
+    g = make(per=1)
+    assert g.thresholds["profile"] == float("inf")
+
+
+def test_classes_added_and_removed_without_retraining(tmp_path):
+    g = make()
+    smaller = gal.remove_class(g, "c1")
+    assert "c1" not in smaller.classes and len(smaller) == len(g) - 6
+    new = unit(np.random.default_rng(5).normal(size=(3, 8)))
+    bigger = gal.add_entries(smaller, ["novel"] * 3, [("x", i) for i in range(3)], new, new,
+                             np.ones(3, bool))
+    assert "novel" in bigger.classes and bigger.counts()["novel"] == 3
+    r = gal.classify(bigger, new, new, np.ones(3, bool))
+    assert r.labels == ["novel"] * 3
+    with pytest.raises(GalleryError, match="not in the gallery"):
+        gal.remove_class(g, "nope")
+
+
+def test_save_load_round_trip_and_model_check(tmp_path):
+    g = make()
+    path = gal.save(g, tmp_path / "g.npz")
+    h = gal.load(path)
+    assert h.classes == g.classes and h.keys == g.keys and h.thresholds == g.thresholds
+    np.testing.assert_array_equal(h.profile, g.profile)
+    gal.check_model(h, "m1")
+    with pytest.raises(GalleryError, match="rebuild"):
+        gal.check_model(h, "other-model")
+    with pytest.raises(GalleryError, match="no such gallery"):
+        gal.load(tmp_path / "missing.npz")

@@ -1,0 +1,78 @@
+"""The one preprocessing path: transforms, metadata, and training == serving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from plankton_stream.config import IngestConfig
+from plankton_stream.errors import ChannelError
+from plankton_stream.formats import find_exports, read_any
+from plankton_stream.particles import Particle
+from plankton_stream.preprocess import (PreprocessSpec, channel_map, prepare_image, prepare_particle,
+                                        prepare_profile, resample)
+from plankton_stream.training.data import prepare_files
+from tests import builders
+
+SPEC = PreprocessSpec(profile_length=16, image_size=32)
+
+
+def test_profile_log_scaling_maps_the_detector_range_to_minus_one_one():
+    pulses = np.array([[0.0, 7488.0, -3.0, 54.0]], np.float32)
+    out, meta = prepare_profile(pulses, 0.5, PreprocessSpec(profile_length=4))
+    np.testing.assert_allclose(out[0], [-1, 1, -1, 2 * np.log1p(54) / np.log1p(7488) - 1], atol=1e-6)
+    assert meta[0] == pytest.approx(np.log1p(4 * 0.5) / np.log1p(500))
+
+
+def test_resampling_keeps_ends_and_is_linear():
+    x = np.arange(5, dtype=np.float32)[None]
+    np.testing.assert_allclose(resample(x, 9)[0], np.linspace(0, 4, 9), atol=1e-6)
+    np.testing.assert_allclose(resample(np.array([[3.0]]), 4), [[3, 3, 3, 3]])
+
+
+def test_image_keeps_aspect_pads_with_edges_and_records_size():
+    crop = np.full((20, 40), 200, np.uint8)
+    crop[:, :20] = 50
+    out, meta = prepare_image(crop, 0.3, SPEC)
+    assert out.shape == (32, 32) and out.dtype == np.float32
+    assert out.min() >= -1 and out.max() <= 1
+    assert np.allclose(out[0], out[8]) and np.allclose(out[-1], out[-9])  # edge rows replicated
+    assert out[16, 2] < 0 < out[16, -3]  # left dark half stays left
+    np.testing.assert_allclose(meta, np.log1p([20 * 0.3, 40 * 0.3]) / np.log1p(500), rtol=1e-6)
+
+
+def test_missing_channel_is_a_clear_error():
+    sample = builders.sample(channels=("FWS", "SWS", "FL Red"))
+    with pytest.raises(ChannelError, match="FL_YELLOW"):
+        channel_map(sample, SPEC, IngestConfig())
+
+
+@pytest.mark.parametrize("fixture", ["sim_crops", "sim_frames"])
+def test_training_preparation_equals_serving_preparation(request, fixture):
+    """The arrays a model trains on are exactly those the service computes from the file."""
+    folder = request.getfixturevalue(fixture)
+    ingest = IngestConfig()
+    path = find_exports(folder)[0]
+    trained = prepare_files([path], SPEC, ingest, cache_dir=None, workers=1)
+    reading = read_any(path, ingest)
+    cmap = channel_map(reading.sample, SPEC, ingest)
+    served = [prepare_particle(p, reading.sample, cmap, SPEC, ingest)
+              for p in reading.items if isinstance(p, Particle)]
+    assert trained.keys == [s.key for s in served]
+    for i, s in enumerate(served):
+        np.testing.assert_array_equal(trained.profiles[i], s.profile)
+        np.testing.assert_array_equal(trained.profile_meta[i], s.profile_meta)
+        assert trained.has_image[i] == (s.image is not None)
+        if s.image is not None:
+            np.testing.assert_array_equal(trained.images[i], s.image)
+            np.testing.assert_array_equal(trained.image_meta[i], s.image_meta)
+
+
+def test_prepared_cache_is_reused_and_keyed_by_settings(sim_crops, tmp_path):
+    path = find_exports(sim_crops)[0]
+    first = prepare_files([path], SPEC, IngestConfig(), tmp_path, workers=1)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    again = prepare_files([path], SPEC, IngestConfig(), tmp_path, workers=1)
+    np.testing.assert_array_equal(first.images, again.images)
+    prepare_files([path], PreprocessSpec(profile_length=8, image_size=16), IngestConfig(), tmp_path, workers=1)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
