@@ -1,0 +1,123 @@
+"""`plankton-stream run`: the service - watch a folder, classify every particle, publish.
+
+SIGTERM (systemctl stop) and Ctrl-C drain: no new files are taken, files in flight are
+finished and published, the ledger is committed, then the process exits 0. A crashed stage
+exits 1 so systemd restarts the service; the ledger makes the restart lose nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+from plankton_stream.config import Config, load_config, replace_path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the live pipeline (watch, classify, publish)")
+    add_service_args(p)
+    p.add_argument("--once", action="store_true",
+                   help="process the exports present now, then exit (batch / cron use)")
+    p.set_defaults(handler=run)
+
+
+def add_service_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="YAML config (default: the embedded defaults)")
+    p.add_argument("--watch", type=Path, default=None, help="folder to watch (overrides watch.dir)")
+    p.add_argument("--publish", default=None,
+                   help="PUB endpoint to bind (overrides publish.endpoint; default tcp://127.0.0.1:5556)")
+    p.add_argument("--replay", default=None, help="replay endpoint for loggers (publish.replay_endpoint)")
+    p.add_argument("--state", type=Path, default=None, help="ledger / quarantine folder (watch.state_dir)")
+    p.add_argument("--model", type=Path, default=None, help="model directory (model.path)")
+    p.add_argument("--gallery", type=Path, default=None, help="gallery file (model.gallery)")
+    p.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (0: off)")
+    p.add_argument("--log-level", default="INFO")
+
+
+def service_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    for dotted, value in {"watch.dir": args.watch, "publish.endpoint": args.publish,
+                          "publish.replay_endpoint": args.replay, "watch.state_dir": args.state,
+                          "model.path": args.model, "model.gallery": args.gallery,
+                          "metrics.port": args.metrics_port}.items():
+        if value is not None:
+            cfg = replace_path(cfg, dotted, value)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from plankton_stream.pipeline.runner import Pipeline
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    cfg = service_config(args)
+    if cfg.pipeline.transport != "inproc":
+        from plankton_stream.errors import ConfigError
+        from plankton_stream.pipeline.supervisor import supervise
+
+        if args.once:
+            raise ConfigError("--once runs in one process: use pipeline.transport inproc")
+        return supervise(args, cfg)
+    pipeline = Pipeline(cfg, once=args.once)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    metrics = _metrics(cfg)
+    pipeline.start()
+    watchdog = pipeline.notifier.watchdog_s
+    last_ping = last_status = 0.0
+    while not stop.is_set() and not pipeline.stop_event.is_set():
+        stop.wait(0.5)
+        now = time.monotonic()
+        if watchdog and now - last_ping >= watchdog / 3:
+            alive, stale = pipeline.health.alive(max_age_s=watchdog / 2)
+            if alive:
+                pipeline.notifier.watchdog()
+                last_ping = now
+            else:
+                logging.getLogger(__name__).warning("not pinging the watchdog: %s stalled", ", ".join(stale))
+        if now - last_status >= 5.0:
+            pipeline.notifier.status(pipeline.status_line())
+            if metrics:
+                metrics(pipeline.status_event())
+            last_status = now
+        if args.once and pipeline.idle():
+            break
+    crashed = pipeline.stop_event.is_set() and "crashed" in pipeline.health.counters
+    finished = pipeline.drain() if not crashed else (pipeline.stop() or False)
+    logging.getLogger(__name__).info("stopped (%s)", "drained" if finished else "stopped with work pending")
+    return 1 if crashed else 0
+
+
+def _metrics(cfg: Config):
+    """Prometheus gauges updated from status events; None when metrics are off."""
+    if not cfg.metrics.port:
+        return None
+    try:
+        from prometheus_client import Gauge, start_http_server
+    except ImportError:
+        logging.getLogger(__name__).warning("metrics.port is set but prometheus_client is missing: "
+                                            "pip install 'plankton-stream[metrics]'")
+        return None
+    start_http_server(cfg.metrics.port, addr=cfg.metrics.host)
+    gauges = {name: Gauge(f"plankton_stream_{name}", help_) for name, help_ in {
+        "files_done": "exports fully processed", "files_failed": "exports failed or quarantined",
+        "backlog_files": "exports seen but not finished", "particles_total": "particles published",
+        "particles_per_s": "published particles per second (10 s window)",
+        "lag_seconds": "file complete on disk to its last label, last file",
+        "uptime_seconds": "seconds since start"}.items()}
+
+    def update(s) -> None:
+        gauges["files_done"].set(s.files_done)
+        gauges["files_failed"].set(s.files_failed)
+        gauges["backlog_files"].set(s.backlog_files)
+        gauges["particles_total"].set(s.particles_total)
+        gauges["particles_per_s"].set(s.particles_per_s)
+        gauges["uptime_seconds"].set(s.uptime_s)
+        if s.lag_s is not None:
+            gauges["lag_seconds"].set(s.lag_s)
+
+    return update

@@ -1,0 +1,163 @@
+"""The publish stage: events are committed to the ledger's outbox, then sent.
+
+Order per batch: (1) drop particles already in the outbox (a restart re-reads files), (2)
+commit the new events in one transaction, (3) send them on the PUB socket, (4) mark them
+sent. A crash between (2) and (4) leaves them unsent; `resend_unsent` at start-up sends them.
+So nothing is lost; the only possible duplicate on PUB is a batch sent just before a crash
+and resent after it, which subscribers drop by its key (sample id, particle id). The durable
+replay path (`record`) and the sample counts read the outbox and are exactly once.
+
+A sample's `sample` event goes out when its FileEnd has arrived and every particle the file
+held is published or failed downstream.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from plankton_stream.pipeline import messages as msg
+from plankton_stream.pipeline.ledger import Ledger, Stored, particle_key
+from plankton_stream.pipeline.stages import ClassifiedBatch, Failed, FileBegin, FileEnd
+
+Send = Callable[[list[bytes]], None]
+
+
+@dataclass
+class _Open:
+    begin: FileBegin
+    end: FileEnd | None = None
+    failed_downstream: int = 0
+
+
+@dataclass
+class Publisher:
+    ledger: Ledger
+    send: Send
+    source: str
+    model_id: str
+    gallery_id: str
+    with_embedding: bool = False
+    on_done: Callable[[FileBegin, msg.SampleEvent], None] | None = None
+    pub: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    seq: int = 0
+    published: int = 0
+    samples_done: int = 0
+    last_lag_s: float | None = None
+    _open: dict[str, _Open] = field(default_factory=dict)
+
+    # ----------------------------------------------------------------- inputs
+
+    def begin(self, b: FileBegin) -> None:
+        self._open[b.path] = _Open(b)
+
+    def batch(self, c: ClassifiedBatch) -> int:
+        """Publish a classified batch; returns how many particles were new."""
+        events = []
+        for i, (sample_id, pid) in enumerate(c.keys):
+            ukey = particle_key(sample_id, pid)
+            if self.ledger.has(ukey):
+                continue
+            event = msg.ParticleEvent(
+                sample_id, int(pid), c.labels[i], round(float(c.best[i]), 4),
+                {name: round(float(v), 4) for name, v in zip(c.classes, c.scores[i])},
+                c.modality[i], bool(c.unknown[i]), round(float(c.distance[i]), 4),
+                self.model_id, self.gallery_id,
+                msg.embedding_bytes(c.embedding[i]) if (self.with_embedding and c.embedding is not None) else None)
+            events.append((ukey, event, c.modality[i] != "profile"))
+        self._emit([(u, e, e.label, im) for u, e, im in events])
+        self.published += len(events)
+        self._finish_ready()
+        return len(events)
+
+    def failed(self, f: Failed) -> None:
+        for o in self._open.values():
+            o.failed_downstream += sum(1 for s, _ in f.keys if s == o.begin.sample_id)
+        for sample_id, pid in f.keys:
+            self.error(msg.ErrorEvent("", f.reason, "skipped", sample_id, pid))
+        self._finish_ready()
+
+    def end(self, e: FileEnd) -> None:
+        if e.path not in self._open:  # no particles at all were readable: still a sample
+            self._open[e.path] = _Open(FileBegin(e.path, e.sample_id, None, None, None, None, None,
+                                                 time.time()))
+        self._open[e.path].end = e
+        self._finish_ready()
+
+    def error(self, e: msg.ErrorEvent) -> None:
+        where = e.particle_id if e.particle_id is not None else (e.row if e.row is not None else e.reason[:60])
+        self._emit([(f"e/{e.sample_id or e.file}/{where}/{e.action}", e, None, False)])
+
+    def resend_unsent(self) -> int:
+        """After a crash: send what was committed but maybe never sent."""
+        rows = self.ledger.unsent()
+        for ukey, topic, body in rows:
+            self.send([topic.encode("ascii"), body])
+        self.ledger.mark_sent([u for u, _, _ in rows])
+        return len(rows)
+
+    def status(self, event: msg.StatusEvent) -> None:
+        """Status is ephemeral: sent, never stored."""
+        self.seq += 1
+        self.send(msg.encode(event, self.seq, self.pub, self.source))
+
+    def open_files(self) -> int:
+        return len(self._open)
+
+    # ----------------------------------------------------------------- internals
+
+    def _emit(self, items: list[tuple[str, msg.Event, str | None, bool]]) -> None:
+        if not items:
+            return
+        stored, frames = [], []
+        for ukey, event, label, imaged in items:
+            self.seq += 1
+            parts = msg.encode(event, self.seq, self.pub, self.source)
+            sample = getattr(event, "sample_id", None)
+            stored.append(Stored(ukey, msg.topic_of(event), sample, parts[1], label, imaged))
+            frames.append(parts)
+        fresh = self.ledger.store(stored)
+        sent = []
+        for is_new, s, parts in zip(fresh, stored, frames):
+            if is_new:
+                self.send(parts)
+                sent.append(s.ukey)
+        self.ledger.mark_sent(sent)
+
+    def _finish_ready(self) -> None:
+        for path, o in list(self._open.items()):
+            if o.end is None:
+                continue
+            done = self.ledger.particle_count(o.end.sample_id)
+            if done + o.failed_downstream < o.end.good:
+                continue
+            event = self._sample_event(o, done)
+            self._emit([(f"s/{o.end.sample_id}", event, None, False)])
+            self.ledger.mark(path, "done", sample_id=o.end.sample_id, particles=o.end.good,
+                             failed=o.end.failed + o.failed_downstream, error=None)
+            del self._open[path]
+            self.samples_done += 1
+            self.last_lag_s = time.time() - o.begin.complete_at
+            if self.on_done is not None:
+                self.on_done(o.begin, event)
+
+    def _sample_event(self, o: _Open, classified: int) -> msg.SampleEvent:
+        b, e = o.begin, o.end
+        counts, imaged = self.ledger.sample_counts(e.sample_id)
+        volume = b.analysed_volume_ul
+        per_ml = ({label: round(n / volume * 1000.0, 3) for label, n in counts.items()}
+                  if volume else None)
+        scale = (b.triggered / b.saved) if (b.triggered and b.saved) else None
+        return msg.SampleEvent(
+            sample_id=e.sample_id, file=b.path, start=b.start, duration_s=b.duration_s,
+            analysed_volume_ul=volume, counts=counts, per_ml=per_ml,
+            denominator=("analysed volume reported by the instrument (mL = µL / 1000); counts are "
+                         "of the particles saved in the file" if volume else
+                         "none: the export states no analysed volume"),
+            unknown=counts.get("unknown", 0), failed=e.failed + o.failed_downstream,
+            particles_total=e.good + e.failed, classified=classified, imaged=imaged,
+            triggered=b.triggered, saved=b.saved,
+            per_ml_triggered_scale=round(scale, 6) if scale else None,
+            model_id=self.model_id, gallery_id=self.gallery_id)

@@ -1,0 +1,216 @@
+"""Wiring: watcher -> ingest -> encode (N workers) -> classify -> publish, as threads of one
+process over inproc:// (the default), plus the durable replay server and the status, the
+watchdog and the drain on stop. `plankton-stream stage NAME` runs the same loops as
+separate processes over ipc:// or tcp:// (see cli/stage_cmd.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from plankton_stream import gallery as gal
+from plankton_stream.artifacts import ModelArtifact, load_artifact
+from plankton_stream.backends import open_engine
+from plankton_stream.config import Config
+from plankton_stream.pipeline import loops, replay
+from plankton_stream.pipeline.health import Health
+from plankton_stream.pipeline.intake import Intake
+from plankton_stream.pipeline.ledger import Ledger
+from plankton_stream.pipeline.messages import StatusEvent
+from plankton_stream.pipeline.publish import Publisher
+from plankton_stream.pipeline.watcher import Watcher, discover, signature
+from plankton_stream.service import Notifier
+
+log = logging.getLogger(__name__)
+DEFAULT_GALLERY = Path(__file__).resolve().parents[1] / "assets" / "galleries" / "default.npz"
+
+
+def load_model_and_gallery(cfg: Config) -> tuple[ModelArtifact, gal.Gallery]:
+    model = load_artifact(cfg.model.path)
+    gallery = gal.load(cfg.model.gallery or DEFAULT_GALLERY)
+    gal.check_model(gallery, model.model_id)
+    return model, gallery
+
+
+def gallery_id(g: gal.Gallery) -> str:
+    return f"{g.model_id}/{len(g)}x{len(g.classes)}"
+
+
+@dataclass
+class Pipeline:
+    cfg: Config
+    once: bool = False
+    notifier: Notifier = field(default_factory=Notifier)
+    ctx: zmq.Context = field(default_factory=zmq.Context)
+    health: Health = field(default_factory=Health)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    drained: threading.Event = field(default_factory=threading.Event)
+    ingest_idle: threading.Event = field(default_factory=threading.Event)
+    exports: queue.Queue = field(default_factory=queue.Queue)
+    threads: list[threading.Thread] = field(default_factory=list)
+    state: str = "starting"
+
+    def __post_init__(self) -> None:
+        self.model, self.gallery = load_model_and_gallery(self.cfg)
+        self.intake = Intake(self.cfg, self.model.preprocess)
+        self.links = loops.Links.for_transport("inproc", self.cfg.pipeline.ipc_dir,
+                                               self.cfg.pipeline.tcp_base_port, tag=f"{id(self)}-")
+        self.watcher = Watcher(self.cfg.watch, self.exports.put, self.intake.is_done,
+                               with_cyz=bool(self.cfg.ingest.converter.command.strip()))
+        self.ledger_path = self.cfg.watch.state_dir / "ledger.sqlite"
+        self.publisher: Publisher | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        c = self.cfg
+        ready = threading.Event()
+        self._thread("publish", self._publish_thread, ready)
+        ready.wait(30)
+        self._thread("replay", replay.serve, self.ctx, c.publish.replay_endpoint, self.ledger_path,
+                     self.stop_event, self.health)
+        self._thread("classify", loops.classify_loop, self.ctx, self.links, self.gallery, c,
+                     self.stop_event, self.health)
+        for i in range(c.pipeline.encode_workers):
+            self._thread(f"encode-{i}", loops.encode_loop, self.ctx, self.links, self._engine, c,
+                         self.stop_event, self.health, f"encode-{i}")
+        self._thread("ingest", loops.ingest_loop, self.ctx, self.links, self.exports, self.intake.work,
+                     c, self.stop_event, self.health, self.ingest_idle)
+        if self.once:
+            self._enqueue_present()
+        else:
+            self.watcher.start()
+        self.state = "running"
+        self.notifier.ready(self.status_line())
+        log.info("pipeline running: model %s, %d-class gallery, watching %s (%s)", self.model.model_id,
+                 len(self.gallery.classes), c.watch.dir, self.watcher.mode)
+
+    def _thread(self, name: str, target, *args) -> None:
+        t = threading.Thread(target=self._guard, args=(name, target, *args), name=name, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _guard(self, name: str, target, *args) -> None:
+        try:
+            target(*args)
+        except Exception:  # noqa: BLE001 - an unexpected error ends the service; systemd restarts it
+            log.exception("stage %s crashed; stopping the service", name)
+            self.health.counters["crashed"] = 1
+            self.stop_event.set()
+
+    def _engine(self):
+        p = self.cfg.pipeline
+        return open_engine(self.model, p.backend, p.device, p.precision)
+
+    def _publish_thread(self, ready: threading.Event) -> None:
+        pub = self.ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.SNDHWM, self.cfg.publish.subscriber_hwm)
+        pub.setsockopt(zmq.LINGER, 1000)
+        pub.bind(self.cfg.publish.endpoint)
+        ledger = Ledger(self.ledger_path)
+
+        def send(parts: list[bytes]) -> None:
+            try:
+                pub.send_multipart(parts, flags=zmq.NOBLOCK)  # a slow subscriber misses, never blocks
+            except zmq.Again:
+                self.health.drops["pub"] = self.health.drops.get("pub", 0) + 1
+
+        self.publisher = Publisher(ledger, send, self.cfg.station.name, self.model.model_id,
+                                   gallery_id(self.gallery), self.cfg.pipeline.embeddings)
+        resent = self.publisher.resend_unsent()
+        if resent:
+            log.warning("resent %d events committed before a crash but maybe never sent", resent)
+        ready.set()
+        try:
+            loops.publish_loop(self.ctx, self.links, self.publisher, self.status_event, self.cfg,
+                               self.stop_event, self.health, self.drained)
+        finally:
+            ledger.close()
+            pub.close()
+
+    def _enqueue_present(self) -> None:
+        """--once: everything present and not changed in the last settle_s is complete."""
+        cutoff = time.time() - self.cfg.watch.settle_s
+        for export in discover(self.cfg.watch.dir, self.cfg.watch.recursive, self.watcher.with_cyz):
+            sig = signature(export)
+            fresh = any(f.exists() and f.stat().st_mtime > cutoff for f in export.files)
+            if fresh or self.intake.is_done(export, sig):
+                continue
+            if export.kind == "json" and not _sniffs(export.path):
+                continue
+            self.exports.put(export)
+
+    def idle(self, include_watcher: bool = True) -> bool:
+        """Nothing queued, nothing being read, every file read is published and finished."""
+        ended = self.health.counters.get("files_ended", 0)
+        finished = self.publisher.samples_done if self.publisher else 0
+        return (self.exports.unfinished_tasks == 0 and self.ingest_idle.is_set()
+                and self.drained.is_set() and ended == finished
+                and (not include_watcher or self.watcher.pending() == 0))
+
+    def drain(self, timeout_s: float = 120.0) -> bool:
+        """Stop taking files, finish the file in flight, then stop. Files queued but not
+        started stay as they are on disk: the ledger has not taken them, a restart will."""
+        self.state = "draining"
+        self.notifier.stopping("draining: finishing the file in flight")
+        self.watcher.stop()
+        while True:
+            try:
+                self.exports.get_nowait()
+                self.exports.task_done()
+            except queue.Empty:
+                break
+        deadline = time.monotonic() + timeout_s
+        time.sleep(0.6)  # let the loops see the latest state
+        while time.monotonic() < deadline and not self.stop_event.is_set():
+            if self.idle(include_watcher=False):
+                break
+            time.sleep(0.2)
+        finished = self.idle(include_watcher=False)
+        self.stop()
+        return finished
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.watcher.stop()
+        for t in self.threads:
+            t.join(timeout=10)
+        self.ctx.term()
+
+    # ------------------------------------------------------------ status
+
+    def status_event(self) -> StatusEvent:
+        counts = self.publisher.ledger.counts() if self.publisher else {}
+        pending = self.watcher.pending() + self.exports.qsize() + (self.publisher.open_files() if self.publisher else 0)
+        prepared = self.health.counters.get("prepared", 0)
+        return StatusEvent(
+            uptime_s=round(self.health.uptime(), 1), files_done=counts.get("done", 0),
+            files_failed=counts.get("failed", 0) + counts.get("quarantined", 0), backlog_files=pending,
+            particles_total=self.publisher.published if self.publisher else 0,
+            particles_per_s=round(self.health.rate(), 1),
+            queues={"exports": self.exports.qsize(),
+                    "in_flight": max(0, prepared - self.health.counters.get("published", 0))},
+            drops=dict(self.health.drops), lag_s=self.publisher.last_lag_s if self.publisher else None,
+            state=self.state, replay_endpoint=self.cfg.publish.replay_endpoint,
+            engine=f"{self.cfg.pipeline.backend}/{self.cfg.pipeline.device}/{self.cfg.pipeline.precision}")
+
+    def status_line(self) -> str:
+        s = self.status_event()
+        return (f"{s.state}: {s.files_done} files done, {s.files_failed} failed, backlog {s.backlog_files}, "
+                f"{s.particles_total} particles, {s.particles_per_s:.0f}/s")
+
+
+def _sniffs(path: Path) -> bool:
+    from plankton_stream.formats import cyz2json
+
+    try:
+        return cyz2json.sniff(path)
+    except OSError:
+        return False

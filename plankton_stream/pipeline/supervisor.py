@@ -1,0 +1,88 @@
+"""`run` with pipeline.transport ipc or tcp: the stages as child processes, supervised.
+
+Started in dependency order (publish, classify, encode workers, ingest); READY once the
+publish stage's status messages arrive; watchdog pinged while every child lives and status
+keeps coming. SIGTERM drains stage by stage in data-flow order - ingest first (finishes its
+file), then encode, classify, publish - so nothing in flight is lost. A child that dies
+takes the service down (exit 1) for systemd to restart; the ledger resumes the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import zmq
+
+from plankton_stream.config import Config
+from plankton_stream.pipeline.messages import decode
+from plankton_stream.service import Notifier
+
+log = logging.getLogger(__name__)
+FLAGS = {"config": "--config", "watch": "--watch", "publish": "--publish", "replay": "--replay",
+         "state": "--state", "model": "--model", "gallery": "--gallery", "log_level": "--log-level"}
+
+
+def child_args(args: argparse.Namespace) -> list[str]:
+    out = []
+    for dest, flag in FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            out += [flag, str(value)]
+    return out
+
+
+def supervise(args: argparse.Namespace, cfg: Config, notifier: Notifier | None = None) -> int:
+    notifier = notifier or Notifier()
+    base = [sys.executable, "-m", "plankton_stream", "stage"]
+    common = child_args(args)
+    order = [("publish", []), ("classify", [])]
+    order += [("encode", ["--worker", str(i)]) for i in range(cfg.pipeline.encode_workers)]
+    order += [("ingest", [])]
+    procs = []
+    for name, extra in order:
+        procs.append((name, subprocess.Popen(base + [name] + extra + common)))
+        time.sleep(0.3)  # binders first
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.connect(cfg.publish.endpoint)
+    sub.setsockopt(zmq.SUBSCRIBE, b"status")
+    ready, last_status = False, time.monotonic()
+    code = 0
+    try:
+        while not stop.is_set():
+            if sub.poll(500):
+                _, body = decode(sub.recv_multipart())
+                last_status = time.monotonic()
+                line = (f"{body['files_done']} files done, backlog {body['backlog_files']}, "
+                        f"{body['particles_total']} particles, {body['particles_per_s']}/s")
+                if not ready:
+                    notifier.ready(line)
+                    ready = True
+                notifier.status(line)
+            dead = [(n, p.returncode) for n, p in procs if p.poll() is not None]
+            if dead:
+                log.error("stage %s exited with %s; stopping the service", *dead[0])
+                code = 1
+                break
+            if notifier.watchdog_s and time.monotonic() - last_status < notifier.watchdog_s / 2:
+                notifier.watchdog()
+    finally:
+        sub.close(linger=0)
+        notifier.stopping()
+        for name, p in reversed(procs):  # ingest first, publish last
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    log.error("stage %s did not drain in 120 s; killing it", name)
+                    p.kill()
+    return code

@@ -1,0 +1,272 @@
+"""Finding complete export files in a directory tree.
+
+An export is a unit of work: a cyz2json `.json`, a CytoClus set (Info, Listmode, Pulses and
+its image folder or zip), or a raw `.cyz` for the converter. An export is *complete* when it
+looks whole (a JSON document ends with its closing brace, CSV files with a line end) and
+none of its files has changed for a window:
+- inotify (local disks): writes are seen as they happen; after a close-write (or a rename
+  into place) a short `settle_s` suffices;
+- polling (network shares, where inotify sees nothing of remote writers - CytoSense PCs
+  usually write over SMB): `quiescence_s` without a change in size or mtime.
+`auto` picks polling when the watched directory is on a network filesystem. Files already
+there at start-up (the backlog) are judged by `quiescence_s` too, since nobody saw them
+being closed. A writer may pause longer than any window (SMB bursts), hence the look at the
+content; a file that stays cut short for `give_up_s` is handed over anyway (its writer died:
+its good particles are kept, the truncation is reported). The ledger says which exports are
+done, so a restart re-takes the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from plankton_stream.config import WatchConfig
+from plankton_stream.formats import cytoclus, cyz2json
+
+log = logging.getLogger(__name__)
+NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "9p", "afs", "ceph",
+              "glusterfs", "fuse.rclone", "davfs", "fuse.davfs2"}
+
+
+@dataclass(frozen=True)
+class Export:
+    kind: str  # "json" | "cytoclus" | "cyz"
+    path: Path  # identity: the .json, the set's Pulses.csv, or the .cyz
+    files: tuple[Path, ...]  # everything whose stability matters
+
+
+@dataclass
+class _Candidate:
+    export: Export
+    signature: str
+    since: float  # when the signature last changed (or was first seen)
+    closed: bool = False  # inotify saw a close-write / rename after the last write
+
+
+def filesystem_type(path: Path) -> str:
+    """The filesystem type of the mount holding `path` (from /proc/mounts; '' if unknown)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return ""
+    target, best, kind = str(path.resolve()), "", ""
+    for line in mounts:
+        parts = line.split()
+        if len(parts) >= 3:
+            point = parts[1].replace("\\040", " ")
+            if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+                best, kind = point, parts[2]
+    return kind
+
+
+def choose_mode(cfg: WatchConfig) -> str:
+    if cfg.mode != "auto":
+        return cfg.mode
+    return "poll" if filesystem_type(cfg.dir) in NETWORK_FS else "inotify"
+
+
+def signature(export: Export) -> str:
+    """Sizes and mtimes of every file (an image folder counts its entries)."""
+    parts = []
+    for f in export.files:
+        try:
+            st = f.stat()
+        except OSError:
+            parts.append(f"{f.name}:missing")
+            continue
+        if f.is_dir():
+            entries = sorted(os.scandir(f), key=lambda e: e.name)
+            stats = [e.stat() for e in entries]
+            parts.append(f"{f.name}:{len(entries)}:{sum(s.st_size for s in stats)}:"
+                         f"{max((s.st_mtime_ns for s in stats), default=0)}")
+        else:
+            parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def looks_complete(export: Export) -> bool:
+    """Whether the export's text files end the way complete ones do."""
+    if export.kind == "json":
+        return _tail(export.path).rstrip().endswith(b"}")
+    if export.kind == "cytoclus":
+        return all(_tail(f).endswith(b"\n") for f in export.files
+                   if f.suffix.lower() in (".csv", ".txt") and f.is_file())
+    return True  # .cyz: binary, stability only
+
+
+def _tail(path: Path, n: int = 64) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - n))
+            return f.read()
+    except OSError:
+        return b""
+
+
+def discover(root: Path, recursive: bool, with_cyz: bool) -> list[Export]:
+    """Every export unit under `root` (complete or not)."""
+    dirs = [root] + ([Path(d) for d, _, _ in os.walk(root) if Path(d) != root] if recursive else [])
+    found = []
+    for d in dirs:
+        if d.name.endswith("_Images") or "quarantine" in d.parts:
+            continue
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for name in names:
+            p = d / name
+            low = name.lower()
+            if low.endswith(".json") and p.is_file():
+                found.append(Export("json", p, (p,)))
+            elif low.endswith(".cyz") and with_cyz and p.is_file():
+                found.append(Export("cyz", p, (p,)))
+        for s in cytoclus.find_sets(d):
+            found.append(Export("cytoclus", s.pulses, s.files))
+    return found
+
+
+@dataclass
+class Watcher:
+    """Calls `on_ready(export)` once for every complete export not yet done."""
+
+    cfg: WatchConfig
+    on_ready: Callable[[Export], None]
+    is_done: Callable[[Export, str], bool]  # (export, signature) -> already handled?
+    with_cyz: bool = False
+    mode: str = field(init=False)
+    _candidates: dict[Path, _Candidate] = field(default_factory=dict, init=False)
+    _ignored: dict[Path, str] = field(default_factory=dict, init=False)  # not an export (sig)
+    _closed: dict[Path, float] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _observer: object | None = field(default=None, init=False)
+    _started: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.mode = choose_mode(self.cfg)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> threading.Thread:
+        self.cfg.dir.mkdir(parents=True, exist_ok=True)
+        self._started = time.monotonic()
+        if self.mode == "inotify":
+            self._start_inotify()
+        thread = threading.Thread(target=self._loop, name="watcher", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._observer is not None:
+            self._observer.stop()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._candidates)
+
+    # ------------------------------------------------------------ polling
+
+    def _loop(self) -> None:
+        last_scan = 0.0
+        rescan = self.cfg.poll_interval_s if self.mode == "poll" else max(30.0, self.cfg.poll_interval_s)
+        tick = min(0.25, self.cfg.settle_s / 2, self.cfg.poll_interval_s / 2)
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now - last_scan >= rescan or self._closed:
+                self.scan()
+                last_scan = now
+            self.check(now)
+            self._stop.wait(tick)
+
+    def scan(self) -> None:
+        """Find exports; new ones become candidates (judged by quiescence)."""
+        now = time.monotonic()
+        for export in discover(self.cfg.dir, self.cfg.recursive, self.with_cyz):
+            sig = signature(export)
+            with self._lock:
+                known = self._candidates.get(export.path)
+                if known is not None or self._ignored.get(export.path) == sig:
+                    continue
+            if self.is_done(export, sig):
+                with self._lock:
+                    self._ignored[export.path] = sig
+                continue
+            if export.kind == "json" and not _looks_like_cyz2json(export.path):
+                # empty or just created: look again later; another JSON: ignore until it changes
+                if export.path.stat().st_size > 4096:
+                    with self._lock:
+                        self._ignored[export.path] = sig
+                continue
+            with self._lock:
+                self._candidates[export.path] = _Candidate(export, sig, now)
+
+    def check(self, now: float) -> list[Export]:
+        """Hand over the candidates that have been stable long enough."""
+        ready = []
+        with self._lock:
+            closed, self._closed = self._closed, {}
+            items = list(self._candidates.items())
+        for path, cand in items:
+            if any(f in closed for f in cand.export.files) or path in closed:
+                cand.closed = True
+            sig = signature(cand.export)
+            if sig != cand.signature:
+                cand.signature, cand.since = sig, now
+                cand.closed = any(f in closed for f in cand.export.files)
+                continue
+            window = self.cfg.settle_s if (cand.closed and self.mode == "inotify") else self.cfg.quiescence_s
+            stable = now - cand.since
+            if stable >= window and (looks_complete(cand.export) or stable >= self.cfg.give_up_s):
+                with self._lock:
+                    self._candidates.pop(path, None)
+                    self._ignored[path] = sig
+                ready.append(cand.export)
+        for export in ready:
+            self.on_ready(export)
+        return ready
+
+    # ------------------------------------------------------------ inotify
+
+    def _start_inotify(self) -> None:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        watcher = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event) -> None:  # noqa: ANN001
+                kind = event.event_type
+                paths = [Path(event.src_path)] + ([Path(event.dest_path)] if getattr(event, "dest_path", "") else [])
+                with watcher._lock:
+                    for p in paths:
+                        if kind in ("closed", "moved"):
+                            watcher._closed[p] = time.monotonic()
+                            watcher._closed[p.parent] = time.monotonic()
+                        elif kind in ("modified", "created"):
+                            watcher._closed.pop(p, None)
+                            cand = watcher._candidates.get(p)
+                            if cand is not None:
+                                cand.closed = False
+                    if kind in ("created", "moved", "closed"):
+                        watcher._ignored.pop(paths[-1], None)
+
+        self._observer = Observer()
+        self._observer.schedule(Handler(), str(self.cfg.dir), recursive=self.cfg.recursive)
+        self._observer.daemon = True
+        self._observer.start()
+
+
+def _looks_like_cyz2json(path: Path) -> bool:
+    try:
+        return cyz2json.sniff(path)
+    except OSError:
+        return False

@@ -1,0 +1,1 @@
+"""Consumers of the published stream: the live terminal view, the lossless logger."""

@@ -1,0 +1,128 @@
+"""Running the real service as a subprocess and listening to it on real sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+import yaml
+import zmq
+
+from plankton_stream.pipeline.messages import decode
+from plankton_stream.simulate import RunPlan, SimSettings, simulate_to_disk
+
+SMALL = SimSettings(particles=250, image_fraction=0.2, frame_size=(640, 480))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(root: Path, watch: dict | None = None, **pipeline) -> tuple[Path, dict]:
+    ports = {"pub": free_port(), "replay": free_port(), "base": free_port()}
+    cfg = {
+        "station": {"name": "test-station"},
+        "watch": {"dir": str(root / "incoming"), "state_dir": str(root / "state"), "mode": "poll",
+                  "poll_interval_s": 0.2, "quiescence_s": 1.0, "settle_s": 0.3, **(watch or {})},
+        "publish": {"endpoint": f"tcp://127.0.0.1:{ports['pub']}",
+                    "replay_endpoint": f"tcp://127.0.0.1:{ports['replay']}", "status_interval_s": 0.5},
+        "pipeline": {"max_wait_ms": 20.0, "ipc_dir": str(root / "ipc"), "tcp_base_port": ports["base"],
+                     **pipeline},
+    }
+    (root / "incoming").mkdir(parents=True, exist_ok=True)
+    path = root / "station.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, cfg
+
+
+@dataclass
+class Listener:
+    """A real SUB socket collecting everything in a background thread."""
+
+    endpoint: str
+    messages: list = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.sock = zmq.Context.instance().socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, 1_000_000)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.connect(self.endpoint)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.sock.poll(100):
+                self.messages.append(decode(self.sock.recv_multipart()))
+
+    def of(self, topic: str) -> list[dict]:
+        return [b for t, b in list(self.messages) if t == topic]
+
+    def wait(self, cond, timeout: float = 90.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond(self):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=2)
+        self.sock.close(linger=0)
+
+
+def start_service(config: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "plankton_stream", "run", "--config", str(config), *extra],
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def stop_service(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60.0) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return proc.returncode, out
+
+
+def wait_ready(listener: Listener, timeout: float = 60.0) -> bool:
+    return listener.wait(lambda l: l.of("status"), timeout)
+
+
+def simulate(folder: Path, seed: int, settings: SimSettings = SMALL, samples: int = 1, **plan) -> list[Path]:
+    return simulate_to_disk(RunPlan(folder, seed=seed, samples=samples, **plan), settings)
+
+
+def replay_all(endpoint: str) -> list[tuple[int, str, dict]]:
+    """Everything in the service's durable outbox, through the replay socket."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    out, after = [], 0
+    try:
+        while True:
+            sock.send_multipart([b"", msgpack.packb({"after": after, "limit": 2000})])
+            assert sock.poll(10000), "replay endpoint did not answer"
+            reply = msgpack.unpackb(sock.recv_multipart()[-1], raw=False)
+            if not reply["events"]:
+                return out
+            for seq, topic, body in reply["events"]:
+                out.append((seq, topic, msgpack.unpackb(body, raw=False)))
+                after = seq
+    finally:
+        sock.close()
