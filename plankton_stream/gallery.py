@@ -34,6 +34,7 @@ class Gallery:
     quantile: float = 0.95
     thresholds: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    alpha: float = 0.5  # image weight in score fusion, chosen on the gallery (knn.choose_alpha)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -67,7 +68,8 @@ def build(model_id: str, labels: list[str], keys: list[tuple[str, int]], profile
 
 
 def calibrate(g: Gallery) -> Gallery:
-    """Open-set thresholds per mode from leave-one-out neighbour distances."""
+    """Open-set thresholds per mode from leave-one-out neighbour distances, and the fusion
+    weight of images vs profiles from leave-one-out classification of the gallery."""
     t: dict[str, float] = {}
     near: dict[str, np.ndarray] = {}
     if g.profile is not None:
@@ -80,7 +82,11 @@ def calibrate(g: Gallery) -> Gallery:
         near["combined"] = 0.5 * (near["profile"] + near["image"])
     for mode, values in near.items():
         t[mode] = knn.threshold(values, g.quantile)
-    return replace(g, thresholds=t)
+    alpha = 0.5
+    if "combined" in near:
+        rows = np.flatnonzero(g.has_image)
+        alpha = knn.choose_alpha(g.image[rows], g.profile[rows], g.labels[rows], len(g.classes), g.k)
+    return replace(g, thresholds=t, alpha=alpha)
 
 
 def add_entries(g: Gallery, labels: list[str], keys: list[tuple[str, int]], profile: np.ndarray | None,
@@ -155,7 +161,7 @@ def _votes(g: Gallery, mode: str, rows: np.ndarray, profile, image) -> knn.Votes
     if fusion == "embed":
         return knn.fuse(image[rows], g.image, g.labels, profile[rows], g.profile, g.labels, n, g.k, "embed")
     return knn.fuse(image[rows], g.image[irows], g.labels[irows], profile[rows], g.profile,
-                    g.labels, n, g.k, fusion)
+                    g.labels, n, g.k, fusion, g.alpha)
 
 
 # --------------------------------------------------------------------------- files
@@ -166,7 +172,7 @@ def save(g: Gallery, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"format_version": 1, "model_id": g.model_id, "classes": list(g.classes),
               "keys": [list(k) for k in g.keys], "k": g.k, "fusion": g.fusion,
-              "quantile": g.quantile, "thresholds": g.thresholds, "info": g.info}
+              "quantile": g.quantile, "thresholds": g.thresholds, "alpha": g.alpha, "info": g.info}
     arrays: dict[str, np.ndarray] = {"labels": g.labels, "has_image": g.has_image,
                                      "header": np.asarray(json.dumps(header))}
     if g.profile is not None:
@@ -193,7 +199,7 @@ def load(path: str | Path) -> Gallery:
                    tuple((str(s), int(i)) for s, i in header["keys"]), arrays.get("profile"),
                    arrays.get("image"), arrays["has_image"], header["k"], header["fusion"],
                    header["quantile"], {k: float(v) for k, v in header["thresholds"].items()},
-                   header.get("info", {}))
+                   header.get("info", {}), float(header.get("alpha", 0.5)))
 
 
 def check_model(g: Gallery, model_id: str) -> None:

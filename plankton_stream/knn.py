@@ -6,8 +6,10 @@ score vector over the gallery's classes.
 
 Fusion (`fusion`), for particles that have both an image and a profile:
 - "score": each modality votes on its own; the two score vectors are averaged with weights
-  equal to each modality's confidence (its top score), so a modality that is unsure of
-  itself counts less. Never lets one modality's near-exact match swamp the other.
+  = the modality's reliability (alpha for images, 1 - alpha for profiles, chosen on the
+  gallery by leave-one-out, see `choose_alpha`) x its confidence on this particle (its top
+  score). A modality that is unreliable for this gallery, or unsure of this particle, counts
+  less; alpha = 0 or 1 is a single modality, so on the gallery combined never loses to one.
 - "pool": the paper's rule - the image's and the profile's k neighbours are pooled, then
   vote together. Inverse-distance weights let whichever modality has the closer neighbours
   dominate, which can make "combined" worse than the better single modality.
@@ -60,7 +62,7 @@ def knn(query: np.ndarray, bank: np.ndarray, labels: np.ndarray, n_classes: int,
 
 def fuse(img_q: np.ndarray, img_bank: np.ndarray, img_labels: np.ndarray, prof_q: np.ndarray,
          prof_bank: np.ndarray, prof_labels: np.ndarray, n_classes: int, k: int,
-         fusion: str) -> Votes:
+         fusion: str, alpha: float = 0.5) -> Votes:
     """Combined votes for queries that have both modalities."""
     if fusion == "embed":
         if len(img_bank) != len(prof_bank) or not np.array_equal(img_labels, prof_labels):
@@ -76,9 +78,43 @@ def fuse(img_q: np.ndarray, img_bank: np.ndarray, img_labels: np.ndarray, prof_q
         return vote(idx, d, np.concatenate([img_labels, prof_labels]), n_classes)
     a = vote(i_idx, i_d, img_labels, n_classes)
     b = vote(p_idx, p_d, prof_labels, n_classes)
-    wa, wb = a.scores.max(axis=1, keepdims=True), b.scores.max(axis=1, keepdims=True)
-    scores = (wa * a.scores + wb * b.scores) / (wa + wb)
-    return Votes(scores.astype(np.float32), (0.5 * (a.nearest + b.nearest)).astype(np.float32))
+    return Votes(score_fusion(a.scores, b.scores, alpha), (0.5 * (a.nearest + b.nearest)).astype(np.float32))
+
+
+def score_fusion(image: np.ndarray, profile: np.ndarray, alpha: float) -> np.ndarray:
+    """Confidence-weighted average of two score vectors, image weighted by alpha."""
+    wa = alpha * image.max(axis=1, keepdims=True)
+    wb = (1.0 - alpha) * profile.max(axis=1, keepdims=True)
+    return ((wa * image + wb * profile) / np.maximum(wa + wb, 1e-12)).astype(np.float32)
+
+
+ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def choose_alpha(image: np.ndarray, profile: np.ndarray, labels: np.ndarray, n_classes: int,
+                 k: int) -> float:
+    """The image weight that best classifies the gallery itself (leave-one-out): every entry
+    is voted on by the others, in each modality, and the fused vote is scored for each alpha.
+    Ties prefer the middle (0.5). Galleries whose classes have single entries cannot tell,
+    and keep 0.5."""
+    counts = np.bincount(labels, minlength=n_classes)
+    if (counts >= 2).sum() < 2:
+        return 0.5
+    a = _loo_votes(image, labels, n_classes, k)
+    b = _loo_votes(profile, labels, n_classes, k)
+    best, best_acc = 0.5, -1.0
+    for alpha in sorted(ALPHAS, key=lambda x: abs(x - 0.5)):
+        acc = float((score_fusion(a, b, alpha).argmax(axis=1) == labels).mean())
+        if acc > best_acc + 1e-9:
+            best, best_acc = alpha, acc
+    return best
+
+
+def _loo_votes(bank: np.ndarray, labels: np.ndarray, n_classes: int, k: int) -> np.ndarray:
+    dist = 1.0 - bank @ bank.T
+    np.fill_diagonal(dist, np.inf)
+    idx, d = _top(dist, k)
+    return vote(idx, d, labels, n_classes).scores
 
 
 def loo_nearest(bank: np.ndarray, labels: np.ndarray) -> np.ndarray:

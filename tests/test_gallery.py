@@ -106,3 +106,17 @@ def test_save_load_round_trip_and_model_check(tmp_path):
         gal.check_model(h, "other-model")
     with pytest.raises(GalleryError, match="no such gallery"):
         gal.load(tmp_path / "missing.npz")
+
+
+def test_fusion_weight_follows_the_reliable_modality():
+    """Leave-one-out on the gallery picks the image weight: low when images are noise, high
+    when profiles are, the middle when both are clean."""
+    clean, labels, _ = clusters(n_classes=5, per=8, seed=1, spread=0.05)
+    fair, _, _ = clusters(n_classes=5, per=8, seed=1, spread=0.45)  # informative, not perfect
+    rng = np.random.default_rng(2)
+    noise = unit(rng.normal(size=clean.shape))
+    assert knn.choose_alpha(noise, fair, labels, 5, 3) <= 0.3
+    assert knn.choose_alpha(fair, noise, labels, 5, 3) >= 0.7
+    assert knn.choose_alpha(clean, clean, labels, 5, 3) == 0.5  # both perfect: the middle
+    one_shot = np.arange(5)
+    assert knn.choose_alpha(clean[:5], noise[:5], one_shot, 5, 3) == 0.5  # cannot tell

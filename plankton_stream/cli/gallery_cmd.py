@@ -104,4 +104,5 @@ def _describe(g: gal.Gallery, path: Path) -> str:
              f"k={g.k}, fusion {g.fusion}"]
     lines += [f"  {name:24s} {n}" for name, n in g.counts().items()]
     lines.append("  open-set thresholds: " + ", ".join(f"{m} {t:.3f}" for m, t in g.thresholds.items()))
+    lines.append(f"  fusion weight of images (leave-one-out on the gallery): {g.alpha:.1f}")
     return "\n".join(lines)

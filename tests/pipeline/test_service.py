@@ -275,3 +275,41 @@ def test_stages_as_processes_over_ipc_with_two_encode_workers(tmp_path):
         listener.close()
         code, out = stop_service(proc, timeout=120)
     assert code == 0, out[-3000:]
+
+
+def test_raw_cyz_files_go_through_the_converter(tmp_path):
+    import sys
+
+    config, cfg = write_config(tmp_path)
+    text = config.read_text() + (f"ingest:\n  converter:\n    command: '{sys.executable} -m "
+                                 f"plankton_stream.simulate.cyz {{input}} --output {{output}}'\n")
+    config.write_text(text)
+    listener = Listener(cfg["publish"]["endpoint"])
+    proc = start_service(config)
+    try:
+        assert wait_ready(listener)
+        simulate(tmp_path / "incoming", seed=32, fmt="cyz")
+        assert listener.wait(lambda l: l.of("sample"), 90), stop_service(proc)[1][-2000:]
+        assert listener.of("sample")[0]["classified"] == 250
+    finally:
+        listener.close()
+        stop_service(proc)
+
+
+def test_tail_json_prints_the_stream(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    config, cfg = write_config(tmp_path)
+    proc = start_service(config)
+    try:
+        done = subprocess.run([sys.executable, "-m", "plankton_stream", "tail", cfg["publish"]["endpoint"],
+                               "--json", "--topic", "status", "--count", "2"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [m["topic"] for m in lines] == ["status", "status"] and lines[1]["seq"] > lines[0]["seq"]
+        assert lines[0]["replay_endpoint"] == cfg["publish"]["replay_endpoint"]
+    finally:
+        stop_service(proc)

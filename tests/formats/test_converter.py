@@ -1,0 +1,47 @@
+"""The .cyz converter hook, exercised with the stand-in converter (real .cyz needs .NET)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from plankton_stream.config import ConverterConfig, IngestConfig
+from plankton_stream.errors import ConverterError
+from plankton_stream.formats import converter, read_any
+from plankton_stream.particles import Particle
+from plankton_stream.simulate import RunPlan, SimSettings, simulate_to_disk
+
+STAND_IN = f"{sys.executable} -m plankton_stream.simulate.cyz {{input}} --raw --output {{output}}"
+
+
+@pytest.fixture(scope="module")
+def cyz_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cyz")
+    return simulate_to_disk(RunPlan(out, seed=3, fmt="cyz"), SimSettings(particles=40, frame_size=(640, 480)))[0]
+
+
+def test_cyz_is_converted_and_read(cyz_file, tmp_path):
+    cfg = IngestConfig(converter=ConverterConfig(command=STAND_IN))
+    reading = read_any(cyz_file, cfg)
+    assert reading.sample.sample_id == cyz_file.stem
+    assert sum(isinstance(p, Particle) for p in reading.items) == 40
+    out = converter.convert(cyz_file, cfg.converter, tmp_path)
+    assert out.name == cyz_file.stem + ".json" and out.stat().st_size > 0
+
+
+def test_no_converter_configured_says_what_to_do(cyz_file):
+    with pytest.raises(ConverterError, match="ingest.converter.command"):
+        read_any(cyz_file, IngestConfig())
+
+
+def test_failing_or_missing_converter_is_reported(cyz_file, tmp_path):
+    bad = tmp_path / "real.cyz"
+    bad.write_bytes(b"\x00\x01 not the stand-in format")
+    with pytest.raises(ConverterError, match="exited with 1"):
+        converter.convert(bad, ConverterConfig(command=STAND_IN), tmp_path / "out")
+    with pytest.raises(ConverterError, match="not found"):
+        converter.convert(cyz_file, ConverterConfig(command="no-such-Cyz2Json {input} {output}"), tmp_path)
+    with pytest.raises(ConverterError, match="timed out"):
+        converter.convert(cyz_file, ConverterConfig(command=f"{sys.executable} -c 'import time; time.sleep(5)'",
+                                                   timeout_s=0.5), tmp_path)
