@@ -46,3 +46,4 @@ default-model: $(STAMP)
 	$(PS) pretrain --data build/sim-train --out $(ASSETS)/models/default --baseline $(ASSETS)/models/baseline-simclr --seed 0 --no-cache --quiet
 	$(PS) simulate --out build/sim-gallery --seed 300 --particles 1500 --image-fraction 1.0 --frames crop
 	$(PS) gallery build --data build/sim-gallery --model $(ASSETS)/models/default --per-class 20 --seed 0 --no-cache --out $(ASSETS)/galleries/default.npz
+	$(PS) compile --backend onnx --model $(ASSETS)/models/default --into-model

@@ -13,7 +13,7 @@ For each file kind (profile-only; imaged with crops; imaged with full 1920x1200 
 Ratios: pipeline / encoder_bound (target >= 0.85) and pipeline / naive (target >= 20).
 Each measurement runs in its own process, so peak RSS (VmHWM) is its own. Prints one JSON line.
 
-    python benchmarks/pipeline.py [--particles 5000] [--kinds profile,crop,frame]
+    python benchmarks/pipeline.py [--particles 5000] [--kinds profile,crop,frame] [--backend torch|onnx]
 """
 
 from __future__ import annotations
@@ -53,6 +53,17 @@ def peak_rss_mb() -> float:
 # --------------------------------------------------------------------------- measurements
 
 
+BACKEND = "torch"
+ENGINES = CACHE / "engines"
+
+
+def service_config():
+    from plankton_stream.config import Config, replace_path
+
+    cfg = replace_path(Config(), "pipeline.backend", BACKEND)
+    return replace_path(cfg, "pipeline.engines_dir", ENGINES)
+
+
 def measure_pipeline(path: Path) -> dict:
     import shutil
     import tempfile
@@ -60,13 +71,13 @@ def measure_pipeline(path: Path) -> dict:
     import zmq
 
     from plankton_stream.cli.demo_cmd import free_port
-    from plankton_stream.config import Config, replace_path
+    from plankton_stream.config import replace_path
     from plankton_stream.pipeline.messages import decode
     from plankton_stream.pipeline.runner import Pipeline
     from plankton_stream.pipeline.watcher import Export
 
     root = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    cfg = Config()
+    cfg = service_config()
     for dotted, value in {"watch.dir": root / "in", "watch.state_dir": root / "state",
                           "publish.endpoint": f"tcp://127.0.0.1:{free_port()}",
                           "publish.replay_endpoint": f"tcp://127.0.0.1:{free_port()}"}.items():
@@ -103,13 +114,12 @@ def measure_pipeline(path: Path) -> dict:
 def measure_encoder_bound(path: Path) -> dict:
     from plankton_stream.artifacts import load_artifact
     from plankton_stream.backends import open_engine
-    from plankton_stream.config import Config
     from plankton_stream.training.data import prepare_files
 
-    cfg = Config()
+    cfg = service_config()
     art = load_artifact(None)
     data = prepare_files([path], art.preprocess, cfg.ingest, cache_dir=None, workers=1)
-    engine = open_engine(art)
+    engine = open_engine(art, BACKEND, engines_dir=ENGINES)
     b = cfg.pipeline.max_batch
     rows = np.flatnonzero(data.has_image)
     engine.embed("profile", data.profiles[:b], data.profile_meta[:b])  # warm-up
@@ -130,15 +140,14 @@ def measure_naive(path: Path, limit: int = 600) -> dict:
 
     from plankton_stream import gallery as gal
     from plankton_stream.backends import open_engine
-    from plankton_stream.config import Config
     from plankton_stream.formats import read_any
     from plankton_stream.particles import Particle
     from plankton_stream.pipeline.runner import load_model_and_gallery
     from plankton_stream.preprocess import channel_map, prepare_particle
 
-    cfg = Config()
+    cfg = service_config()
     art, g = load_model_and_gallery(cfg)
-    engine = open_engine(art)
+    engine = open_engine(art, BACKEND, engines_dir=ENGINES)
     t0 = time.perf_counter()
     with open(path, encoding="utf-8-sig") as f:
         json.load(f)  # the script's first line: read the whole document
@@ -169,7 +178,7 @@ def child(mode: str, path: Path) -> None:
 
 
 def run_child(mode: str, path: Path) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", mode, "--file", str(path)],
+    done = subprocess.run([sys.executable, __file__, "--child", mode, "--file", str(path), "--backend", BACKEND],
                           capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
@@ -182,11 +191,14 @@ def main() -> None:
     p.add_argument("--kinds", default="profile,crop,frame")
     p.add_argument("--child", choices=("pipeline", "encoder_bound", "naive"))
     p.add_argument("--file", type=Path)
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     args = p.parse_args()
+    global BACKEND
+    BACKEND = args.backend
     if args.child:
         child(args.child, args.file)
         return
-    result: dict = {"benchmark": "pipeline", "particles_per_file": args.particles}
+    result: dict = {"benchmark": "pipeline", "backend": BACKEND, "particles_per_file": args.particles}
     for kind in args.kinds.split(","):
         path = make_file(kind, args.particles)
         r = {mode: run_child(mode, path) for mode in ("pipeline", "encoder_bound", "naive")}

@@ -80,6 +80,8 @@ class ConverterConfig:
 class IngestConfig:
     """Reading export files."""
 
+    listmode: bool = True  # parse listmode parameters (the service does not need them)
+
     channels: ChannelConfig = field(default_factory=ChannelConfig)
     instrument: InstrumentDefaults = field(default_factory=InstrumentDefaults)
     pulses: PulseLimits = field(default_factory=PulseLimits)
@@ -150,7 +152,7 @@ class WatchConfig:
 class PipelineConfig:
     """Stages, batching and the inference backend."""
 
-    backend: Literal["torch", "onnx", "tensorrt"] = "torch"
+    backend: Literal["auto", "torch", "onnx", "tensorrt"] = "auto"  # auto: onnx if installed, else torch
     device: str = "cpu"  # cpu | cuda | cuda:1
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
     max_batch: int = 128  # dynamic batching across files
@@ -158,10 +160,14 @@ class PipelineConfig:
     chunk: int = 64  # particles per message from ingest
     queue: int = 16  # messages a stage buffers before its producer blocks (bounded queues)
     encode_workers: int = 1
+    # torch / ONNX Runtime CPU threads per encode worker; 0: all cores but one when the stages
+    # share a process (oversubscribed cores make OpenMP spin - much slower, not a bit)
+    encode_threads: int = 0
     transport: Literal["inproc", "ipc", "tcp"] = "inproc"  # inproc: one process, threads
     ipc_dir: Path = Path("/tmp/plankton-stream")  # where ipc:// sockets live
     tcp_base_port: int = 5560  # tcp transport: stage sockets use ports from here
     embeddings: bool = False  # attach float16 embeddings to particle events
+    engines_dir: Path = Path("engines")  # compiled ONNX / TensorRT artefacts, per model id
 
 
 @dataclass(frozen=True)

@@ -123,11 +123,10 @@ def check_pulses(
         return "zero-length pulses"
     if length > max_samples:
         return f"pulses have {length} samples, more than the limit {max_samples}"
-    finite = np.isfinite(pulses)
-    if not finite.all():
-        bad = [channels[i] for i in np.flatnonzero(~finite.all(axis=1))]
+    low, high = float(pulses.min()), float(pulses.max())  # NaN and inf show up in these
+    if not (np.isfinite(low) and np.isfinite(high)):
+        bad = [channels[i] for i in np.flatnonzero(~np.isfinite(pulses).all(axis=1))]
         return f"non-finite pulse values (NaN/Infinity) in channel(s) {', '.join(bad)}"
-    low, high = float(pulses.min()), float(pulses.max())
     if low < min_mv or high > max_mv:
         return (f"pulse values outside the plausible range [{min_mv:g}, {max_mv:g}] mV "
                 f"(min {low:.4g}, max {high:.4g})")

@@ -105,10 +105,18 @@ def resample(x: np.ndarray, length: int) -> np.ndarray:
     n = x.shape[-1]
     if n == 1:
         return np.repeat(x, length, axis=-1).astype(np.float32)
+    i0, frac = _positions(n, length)
+    return (x[..., i0] * (1.0 - frac) + x[..., i0 + 1] * frac).astype(np.float32)
+
+
+@lru_cache(maxsize=4096)
+def _positions(n: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left sample index and fraction of each output point (cached: lengths repeat)."""
     pos = np.linspace(0.0, n - 1, length)
     i0 = np.minimum(pos.astype(np.int64), n - 2)
     frac = (pos - i0).astype(np.float32)
-    return (x[..., i0] * (1.0 - frac) + x[..., i0 + 1] * frac).astype(np.float32)
+    i0.flags.writeable = frac.flags.writeable = False
+    return i0, frac
 
 
 def prepare_image(pixels: np.ndarray, um_per_px: float, spec: PreprocessSpec

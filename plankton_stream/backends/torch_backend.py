@@ -13,10 +13,12 @@ from plankton_stream.models.build import load_towers
 
 class TorchEngine:
     def __init__(self, towers: dict[str, nn.Module], model_id: str, device: str = "cpu",
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", threads: int = 0) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise EngineError("device 'cuda' requested but torch sees no CUDA GPU "
                               "(CPU build of torch, or no driver); use device 'cpu'")
+        if threads:
+            torch.set_num_threads(threads)  # process-wide: only the encoders use torch here
         self.model_id = model_id
         self.modalities = tuple(m for m in ("image", "profile") if m in towers)
         self.device = torch.device(device)
@@ -24,9 +26,9 @@ class TorchEngine:
         self.towers = {k: t.eval().to(self.device) for k, t in towers.items()}
 
     @classmethod
-    def from_artifact(cls, artifact: ModelArtifact, device: str = "cpu",
-                      precision: str = "fp32") -> "TorchEngine":
-        return cls(load_towers(artifact), artifact.model_id, device, precision)
+    def from_artifact(cls, artifact: ModelArtifact, device: str = "cpu", precision: str = "fp32",
+                      threads: int = 0) -> "TorchEngine":
+        return cls(load_towers(artifact), artifact.model_id, device, precision, threads)
 
     def embed(self, modality: str, x: np.ndarray, meta: np.ndarray) -> np.ndarray:
         tower = self.towers.get(modality)

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from plankton_stream.pipeline import loops, replay
     from plankton_stream.pipeline.health import Health
-    from plankton_stream.pipeline.runner import gallery_id, load_model_and_gallery
+    from plankton_stream.pipeline.runner import encode_threads, gallery_id, load_model_and_gallery
 
     logging.basicConfig(level=args.log_level.upper(), format=f"%(levelname)s {args.name}: %(message)s")
     cfg = service_config(args)
@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if args.name == "encode":
         from plankton_stream.backends import open_engine
 
-        start(loops.encode_loop, ctx, links, lambda: open_engine(model, p.backend, p.device, p.precision),
+        start(loops.encode_loop, ctx, links,
+              lambda: open_engine(model, p.backend, p.device, p.precision, p.engines_dir, p.max_batch,
+                                  threads=encode_threads(p, shared_process=False)),
               cfg, stop, health, f"encode-{args.worker}")
     elif args.name == "classify":
         start(loops.classify_loop, ctx, links, gallery, cfg, stop, health)

@@ -177,7 +177,7 @@ class _Listmode:
     errors: list[ParticleError]
 
 
-def _read_listmode(path: Path | None) -> _Listmode:
+def _read_listmode(path: Path | None, keep_parameters: bool = True) -> _Listmode:
     rows: dict[int, tuple[int, dict[str, float]]] = {}
     errors: list[ParticleError] = []
     if path is None:
@@ -193,7 +193,8 @@ def _read_listmode(path: Path | None) -> _Listmode:
                 continue
             for values, line in zip(block.values, block.lines.tolist()):
                 pid = int(values[id_col])
-                params = {n: float(v) for n, v in zip(names, values) if n}
+                params = ({n: float(v) for n, v in zip(names, values) if n} if keep_parameters else
+                          {n: float(v) for n, v in zip(names, values) if n == "sample_count"})
                 rows.setdefault(pid, (line, params))
     return _Listmode(rows, errors)
 
@@ -214,7 +215,7 @@ def _listmode_names(columns: list[str]) -> list[str]:
 
 
 def _particles(clus: ClusSet, sample: Sample, cfg: IngestConfig) -> Iterator[Item]:
-    listmode = _read_listmode(clus.listmode)
+    listmode = _read_listmode(clus.listmode, cfg.listmode)
     yield from listmode.errors
     store = ImageStore.open(clus.images) if clus.images else None
     try:

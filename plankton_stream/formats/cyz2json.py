@@ -429,8 +429,8 @@ def _particle(raw: Any, n: int, sample: Sample, index: _ImageIndex, cfg: IngestC
         channels, pulses = _match_channels(channels, pulses, sample.channels)
     except ValueError as exc:
         return ParticleError(file, str(exc), pid)
-    return make_particle(file, sample.sample_id, pid, channels, pulses,
-                         _listmode(raw.get("parameters")), image, cfg)
+    listmode = _listmode(raw.get("parameters")) if cfg.listmode else {}
+    return make_particle(file, sample.sample_id, pid, channels, pulses, listmode, image, cfg)
 
 
 def _pulses(shapes: Any) -> tuple[tuple[str, ...], np.ndarray]:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
@@ -63,7 +64,8 @@ class Intake:
         try:
             source = self._source(export)
             skip = _Skip(ledger)
-            for item in stages.ingest(source, self.spec, self.cfg.ingest, row.complete_at,
+            ingest_cfg = dataclasses.replace(self.cfg.ingest, listmode=False)  # not used downstream
+            for item in stages.ingest(source, self.spec, ingest_cfg, row.complete_at,
                                       skip, self.cfg.pipeline.chunk):
                 if isinstance(item, stages.FileBegin):
                     skip.sample_id = item.sample_id

@@ -6,6 +6,9 @@
           sent, and a key is never stored twice - so after any crash (kill -9 included) a
           restart publishes what is missing and nothing twice, counts come from this table
           (exactly once), and loggers replay it losslessly by sequence number.
+`meta`    `sent`: the highest outbox sequence number known to be sent. Events are sent in
+          sequence order by one publisher, so everything above it is what a crash may have
+          left unsent - one row updated per batch instead of one per event.
 WAL mode: several threads/processes (watcher, publisher, replay) share it safely; each
 thread uses its own `Ledger` (SQLite connections are not shared across threads).
 """
@@ -38,11 +41,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     label TEXT,
     imaged INTEGER NOT NULL DEFAULT 0,
     body BLOB NOT NULL,
-    sent INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_sample ON outbox (sample_id, topic);
-CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent) WHERE sent = 0;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('sent', 0);
 """
 STATES = ("seen", "processing", "done", "failed", "quarantined")
 
@@ -154,14 +157,32 @@ class Ledger:
             raise
         return new
 
-    def mark_sent(self, keys: list[str]) -> None:
-        if keys:
-            self.db.executemany("UPDATE outbox SET sent = 1 WHERE ukey = ?", [(k,) for k in keys])
+    def append(self, events: list[Stored]) -> int:
+        """Commit events whose keys are known to be new (one transaction); the last seq."""
+        if not events:
+            return self.last_seq()
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(
+                "INSERT INTO outbox (ukey, topic, sample_id, label, imaged, body, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(e.ukey, e.topic, e.sample_id, e.label, int(e.imaged), e.body, now) for e in events])
+            last = int(self.db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return last
 
-    def unsent(self, limit: int = 10000) -> list[tuple[str, str, bytes]]:
-        """(ukey, topic, body) of events stored but maybe never sent (a crash in between)."""
+    def mark_sent(self, up_to: int) -> None:
+        self.db.execute("UPDATE meta SET value = ? WHERE key = 'sent' AND value < ?", (up_to, up_to))
+
+    def unsent(self, limit: int = 100000) -> list[tuple[int, str, bytes]]:
+        """(seq, topic, body) of events committed after the last one known to be sent."""
         return list(self.db.execute(
-            "SELECT ukey, topic, body FROM outbox WHERE sent = 0 ORDER BY seq LIMIT ?", (limit,)))
+            "SELECT seq, topic, body FROM outbox WHERE seq > (SELECT value FROM meta WHERE key = 'sent') "
+            "ORDER BY seq LIMIT ?", (limit,)))
 
     def replay(self, after: int, limit: int = 1000) -> list[tuple[int, str, bytes]]:
         return list(self.db.execute(
@@ -180,6 +201,15 @@ class Ledger:
         return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sample_id = ? AND topic = 'particle'",
                                    (sample_id,)).fetchone()[0])
 
+    def existing(self, ukeys: list[str]) -> set[str]:
+        """Which of these keys are already in the outbox (one query per 500 keys)."""
+        found: set[str] = set()
+        for i in range(0, len(ukeys), 500):
+            part = ukeys[i:i + 500]
+            found.update(k for (k,) in self.db.execute(
+                f"SELECT ukey FROM outbox WHERE ukey IN ({', '.join('?' * len(part))})", part))
+        return found
+
     def has(self, ukey: str) -> bool:
         return self.db.execute("SELECT 1 FROM outbox WHERE ukey = ?", (ukey,)).fetchone() is not None
 
@@ -195,7 +225,8 @@ class Ledger:
 
     def prune(self, retention_days: float) -> int:
         cutoff = time.time() - retention_days * 86400
-        return self.db.execute("DELETE FROM outbox WHERE created_at < ? AND sent = 1", (cutoff,)).rowcount
+        return self.db.execute("DELETE FROM outbox WHERE created_at < ? AND seq <= "
+                               "(SELECT value FROM meta WHERE key = 'sent')", (cutoff,)).rowcount
 
 
 _FILE_COLS = "path, sample_id, state, signature, attempts, particles, failed, error, complete_at"

@@ -108,13 +108,26 @@ def topic_of(event: Event) -> str:
     return _TOPIC_OF[type(event)]
 
 
+def now_ts() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def pack(body: dict[str, Any], seq: int, pub: str, source: str, ts: str) -> bytes:
+    """The msgpack body: the envelope, then the event's fields (already plain Python)."""
+    return msgpack.packb({"v": SCHEMA_VERSION, "seq": seq, "pub": pub, "ts": ts, "source": source,
+                          **body}, use_bin_type=True)
+
+
+def fields_of(event: Event) -> dict[str, Any]:
+    """An event's fields as plain Python (numpy scalars converted)."""
+    return _plain(vars(event))
+
+
 def encode(event: Event, seq: int, pub: str, source: str, ts: datetime | None = None
            ) -> list[bytes]:
     """[topic, body] frames for one event."""
-    body = {"v": SCHEMA_VERSION, "seq": seq, "pub": pub,
-            "ts": (ts or datetime.now(timezone.utc)).isoformat(timespec="milliseconds"),
-            "source": source, **_plain(dataclasses.asdict(event))}
-    return [topic_of(event).encode("ascii"), msgpack.packb(body, use_bin_type=True)]
+    stamp = (ts or datetime.now(timezone.utc)).isoformat(timespec="milliseconds")
+    return [topic_of(event).encode("ascii"), pack(fields_of(event), seq, pub, source, stamp)]
 
 
 def decode(frames: list[bytes]) -> tuple[str, dict[str, Any]]:

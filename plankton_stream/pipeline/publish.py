@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from plankton_stream.pipeline import messages as msg
 from plankton_stream.pipeline.ledger import Ledger, Stored, particle_key
 from plankton_stream.pipeline.stages import ClassifiedBatch, Failed, FileBegin, FileEnd
@@ -55,22 +57,27 @@ class Publisher:
 
     def batch(self, c: ClassifiedBatch) -> int:
         """Publish a classified batch; returns how many particles were new."""
-        events = []
-        for i, (sample_id, pid) in enumerate(c.keys):
-            ukey = particle_key(sample_id, pid)
-            if self.ledger.has(ukey):
+        ukeys = [particle_key(s, p) for s, p in c.keys]
+        done = self.ledger.existing(ukeys)
+        scores = np.round(c.scores.astype(np.float64), 4).tolist()
+        best = np.round(c.best.astype(np.float64), 4).tolist()
+        dist = np.round(c.distance.astype(np.float64), 4).tolist()
+        unknown = c.unknown.tolist()
+        items = []
+        for i, ukey in enumerate(ukeys):
+            if ukey in done:
                 continue
-            event = msg.ParticleEvent(
-                sample_id, int(pid), c.labels[i], round(float(c.best[i]), 4),
-                {name: round(float(v), 4) for name, v in zip(c.classes, c.scores[i])},
-                c.modality[i], bool(c.unknown[i]), round(float(c.distance[i]), 4),
-                self.model_id, self.gallery_id,
-                msg.embedding_bytes(c.embedding[i]) if (self.with_embedding and c.embedding is not None) else None)
-            events.append((ukey, event, c.modality[i] != "profile"))
-        self._emit([(u, e, e.label, im) for u, e, im in events])
-        self.published += len(events)
+            sample_id, pid = c.keys[i]
+            event = msg.ParticleEvent(  # values are plain Python already (tolist above)
+                sample_id, int(pid), c.labels[i], best[i], dict(zip(c.classes, scores[i])),
+                c.modality[i], bool(unknown[i]), dist[i], self.model_id, self.gallery_id,
+                msg.embedding_bytes(c.embedding[i]) if self.with_embedding and c.embedding is not None
+                else None)
+            items.append((ukey, "particle", vars(event), c.labels[i], c.modality[i] != "profile"))
+        self._append(items)
+        self.published += len(items)
         self._finish_ready()
-        return len(events)
+        return len(items)
 
     def failed(self, f: Failed) -> None:
         for o in self._open.values():
@@ -93,9 +100,10 @@ class Publisher:
     def resend_unsent(self) -> int:
         """After a crash: send what was committed but maybe never sent."""
         rows = self.ledger.unsent()
-        for ukey, topic, body in rows:
+        for _, topic, body in rows:
             self.send([topic.encode("ascii"), body])
-        self.ledger.mark_sent([u for u, _, _ in rows])
+        if rows:
+            self.ledger.mark_sent(rows[-1][0])
         return len(rows)
 
     def status(self, event: msg.StatusEvent) -> None:
@@ -109,22 +117,26 @@ class Publisher:
     # ----------------------------------------------------------------- internals
 
     def _emit(self, items: list[tuple[str, msg.Event, str | None, bool]]) -> None:
+        """Events other than particles (samples, errors): skip keys already stored."""
+        done = self.ledger.existing([u for u, _, _, _ in items])
+        self._append([(u, msg.topic_of(e), msg.fields_of(e), label, imaged)
+                      for u, e, label, imaged in items if u not in done])
+
+    def _append(self, items: list[tuple[str, str, dict, str | None, bool]]) -> None:
+        """Commit, then send, then move the sent watermark (see the module docstring)."""
         if not items:
             return
+        ts = msg.now_ts()
         stored, frames = [], []
-        for ukey, event, label, imaged in items:
+        for ukey, topic, body, label, imaged in items:
             self.seq += 1
-            parts = msg.encode(event, self.seq, self.pub, self.source)
-            sample = getattr(event, "sample_id", None)
-            stored.append(Stored(ukey, msg.topic_of(event), sample, parts[1], label, imaged))
-            frames.append(parts)
-        fresh = self.ledger.store(stored)
-        sent = []
-        for is_new, s, parts in zip(fresh, stored, frames):
-            if is_new:
-                self.send(parts)
-                sent.append(s.ukey)
-        self.ledger.mark_sent(sent)
+            packed = msg.pack(body, self.seq, self.pub, self.source, ts)
+            stored.append(Stored(ukey, topic, body.get("sample_id"), packed, label, imaged))
+            frames.append([topic.encode("ascii"), packed])
+        last = self.ledger.append(stored)
+        for parts in frames:
+            self.send(parts)
+        self.ledger.mark_sent(last)
 
     def _finish_ready(self) -> None:
         for path, o in list(self._open.items()):

@@ -7,6 +7,7 @@ separate processes over ipc:// or tcp:// (see cli/stage_cmd.py).
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -30,6 +31,16 @@ from plankton_stream.service import Notifier
 
 log = logging.getLogger(__name__)
 DEFAULT_GALLERY = Path(__file__).resolve().parents[1] / "assets" / "galleries" / "default.npz"
+
+
+def encode_threads(p, shared_process: bool) -> int:
+    """CPU threads for an encoder: as configured, else all cores but one when the other
+    stages run in the same process (they need a core; oversubscribed OpenMP spins)."""
+    if p.encode_threads:
+        return p.encode_threads
+    cores = os.cpu_count() or 1
+    per_worker = max(1, (cores - (1 if shared_process else 0)) // max(1, p.encode_workers))
+    return per_worker
 
 
 def load_model_and_gallery(cfg: Config) -> tuple[ModelArtifact, gal.Gallery]:
@@ -56,6 +67,8 @@ class Pipeline:
     exports: queue.Queue = field(default_factory=queue.Queue)
     threads: list[threading.Thread] = field(default_factory=list)
     state: str = "starting"
+    notes: list[str] = field(default_factory=list)
+    engines_ready: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
     def __post_init__(self) -> None:
         self.model, self.gallery = load_model_and_gallery(self.cfg)
@@ -81,6 +94,12 @@ class Pipeline:
         for i in range(c.pipeline.encode_workers):
             self._thread(f"encode-{i}", loops.encode_loop, self.ctx, self.links, self._engine, c,
                          self.stop_event, self.health, f"encode-{i}")
+        for _ in range(c.pipeline.encode_workers):  # READY means the models are loaded
+            self.notifier.status("loading the encoders" + (" (a first TensorRT build takes minutes)"
+                                                           if c.pipeline.backend == "tensorrt" else ""))
+            while not self.engines_ready.acquire(timeout=1.0):
+                if self.stop_event.is_set():
+                    return
         self._thread("ingest", loops.ingest_loop, self.ctx, self.links, self.exports, self.intake.work,
                      c, self.stop_event, self.health, self.ingest_idle)
         if self.once:
@@ -107,7 +126,11 @@ class Pipeline:
 
     def _engine(self):
         p = self.cfg.pipeline
-        return open_engine(self.model, p.backend, p.device, p.precision)
+        engine = open_engine(self.model, p.backend, p.device, p.precision, p.engines_dir, p.max_batch,
+                             threads=encode_threads(p, shared_process=True))
+        self.notes.extend(getattr(engine, "notes", []))
+        self.engines_ready.release()
+        return engine
 
     def _publish_thread(self, ready: threading.Event) -> None:
         pub = self.ctx.socket(zmq.PUB)
@@ -199,12 +222,14 @@ class Pipeline:
                     "in_flight": max(0, prepared - self.health.counters.get("published", 0))},
             drops=dict(self.health.drops), lag_s=self.publisher.last_lag_s if self.publisher else None,
             state=self.state, replay_endpoint=self.cfg.publish.replay_endpoint,
-            engine=f"{self.cfg.pipeline.backend}/{self.cfg.pipeline.device}/{self.cfg.pipeline.precision}")
+            engine=f"{self.cfg.pipeline.backend}/{self.cfg.pipeline.device}/{self.cfg.pipeline.precision}",
+            notes=list(self.notes))
 
     def status_line(self) -> str:
         s = self.status_event()
-        return (f"{s.state}: {s.files_done} files done, {s.files_failed} failed, backlog {s.backlog_files}, "
+        line = (f"{s.state}: {s.files_done} files done, {s.files_failed} failed, backlog {s.backlog_files}, "
                 f"{s.particles_total} particles, {s.particles_per_s:.0f}/s")
+        return line + ("; " + "; ".join(s.notes) if s.notes else "")
 
 
 def _sniffs(path: Path) -> bool:

@@ -243,21 +243,27 @@ class Watcher:
         watcher = self
 
         class Handler(FileSystemEventHandler):
+            """close-write and rename-into-place mean "whole"; a write means "not yet".
+
+            A file renamed in from outside the watched tree arrives as `created` with no
+            write after it, a file being written as `created` followed by writes - so
+            `created` counts as whole until a write says otherwise."""
+
             def on_any_event(self, event) -> None:  # noqa: ANN001
                 kind = event.event_type
-                paths = [Path(event.src_path)] + ([Path(event.dest_path)] if getattr(event, "dest_path", "") else [])
+                dest = getattr(event, "dest_path", "")
+                path = Path(dest or event.src_path)
+                now = time.monotonic()
                 with watcher._lock:
-                    for p in paths:
-                        if kind in ("closed", "moved"):
-                            watcher._closed[p] = time.monotonic()
-                            watcher._closed[p.parent] = time.monotonic()
-                        elif kind in ("modified", "created"):
-                            watcher._closed.pop(p, None)
-                            cand = watcher._candidates.get(p)
-                            if cand is not None:
-                                cand.closed = False
-                    if kind in ("created", "moved", "closed"):
-                        watcher._ignored.pop(paths[-1], None)
+                    if kind in ("closed", "moved", "created"):
+                        watcher._closed[path] = now
+                        watcher._closed[path.parent] = now  # a file of a CytoClus set / image folder
+                        watcher._ignored.pop(path, None)
+                    elif kind == "modified":
+                        watcher._closed.pop(path, None)
+                        cand = watcher._candidates.get(path)
+                        if cand is not None:
+                            cand.closed = False
 
         self._observer = Observer()
         self._observer.schedule(Handler(), str(self.cfg.dir), recursive=self.cfg.recursive)

@@ -199,7 +199,9 @@ def test_systemd_notify_ready_status_watchdog_stopping(tmp_path):
     try:
         while not any("WATCHDOG=1" in g for g in got):
             got.append(notify.recv(4096).decode())
-        assert got[0].startswith("READY=1") and "STATUS=" in got[0]
+        ready = next(i for i, g in enumerate(got) if g.startswith("READY=1"))
+        assert "STATUS=" in got[ready] and all(g.startswith("STATUS=") for g in got[:ready])
+        assert all("WATCHDOG=1" not in g for g in got[:ready])  # no ping before the models are loaded
         code, out = stop_service(proc)
         assert code == 0, out[-2000:]
         notify.settimeout(1)

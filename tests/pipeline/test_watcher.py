@@ -151,3 +151,20 @@ def test_looks_complete_checks_the_content(tmp_path):
     half.write_bytes(data[:-40])
     assert looks_complete(Export("json", whole, (whole,)))
     assert not looks_complete(Export("json", half, (half,)))
+
+
+def test_a_file_renamed_into_place_is_taken_at_once_with_inotify(tmp_path):
+    """Writers that write elsewhere and rename in (atomic) give no close event in the tree."""
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    cfg = WatchConfig(dir=watched, mode="inotify", poll_interval_s=0.1, quiescence_s=30.0, settle_s=0.2)
+    ready: list = []
+    w = Watcher(cfg, ready.append, lambda e, s: False)
+    w.start()
+    try:
+        staged = tmp_path / "staged.json"
+        staged.write_bytes(json_bytes())
+        staged.rename(watched / "R 2025-01-01 10h00.json")
+        assert wait_for(lambda: len(ready) == 1, 5.0)  # well before the 30 s quiescence window
+    finally:
+        w.stop()

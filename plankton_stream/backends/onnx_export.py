@@ -1,0 +1,119 @@
+"""ONNX export of a model artefact's encoders, with a dynamic batch axis.
+
+    engines/<model id>/image.onnx      inputs x (B, S, S), meta (B, 2)     -> embedding (B, D)
+    engines/<model id>/profile.onnx    inputs x (B, C, L), meta (B, 1)     -> embedding (B, D)
+    engines/<model id>/index.json      model id, sha256 of each ONNX file, compiled engines
+
+A model artefact may carry its own export in `<model>/onnx/` (the shipped default does, so a
+first start needs no export); it is used when its index matches the model and its files.
+
+Engines live under the model's id, so a new model never meets an old engine. The ONNX files
+are the input of ONNX Runtime and of TensorRT engine builds (whose cache keys include the
+ONNX sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from pathlib import Path
+
+from plankton_stream.artifacts import ModelArtifact
+from plankton_stream.errors import EngineError
+
+log = logging.getLogger(__name__)
+OPSET = 18
+
+
+def engine_dir(artifact: ModelArtifact, engines_dir: Path) -> Path:
+    return engines_dir / artifact.model_id
+
+
+def read_index(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "index.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_index(folder: Path, index: dict) -> None:
+    tmp = folder / "index.json.tmp"
+    tmp.write_text(json.dumps(index, indent=2) + "\n")
+    tmp.replace(folder / "index.json")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def onnx_models(artifact: ModelArtifact, engines_dir: Path) -> dict[str, Path]:
+    """The artefact's ONNX files: its own export, the engines folder's, or exported now."""
+    for folder in (artifact.path / "onnx", engine_dir(artifact, engines_dir)):
+        paths = _fresh(artifact, folder)
+        if paths:
+            return paths
+    return export(artifact, engine_dir(artifact, engines_dir))
+
+
+def _fresh(artifact: ModelArtifact, folder: Path) -> dict[str, Path] | None:
+    index = read_index(folder)
+    if index.get("model_id") != artifact.model_id:
+        return None
+    paths = {m: folder / f"{m}.onnx" for m in artifact.modalities}
+    ok = all(p.exists() and index.get("onnx", {}).get(m, {}).get("sha256") == sha256(p)
+             for m, p in paths.items())
+    return paths if ok else None
+
+
+def export(artifact: ModelArtifact, folder: Path) -> dict[str, Path]:
+    """Write one ONNX file per encoder (dynamic batch) and the index."""
+    import torch
+
+    from plankton_stream.models.build import load_towers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pre = artifact.preprocess
+    shapes = {"image": ((2, pre.image_size, pre.image_size), (2, pre.image_meta_dim)),
+              "profile": ((2, len(pre.channels), pre.profile_length), (2, pre.profile_meta_dim))}
+    index = read_index(folder) if read_index(folder).get("model_id") == artifact.model_id else {}
+    index.update({"model_id": artifact.model_id, "opset": OPSET, "onnx": {}})
+    paths = {}
+    for modality, tower in load_towers(artifact).items():
+        x_shape, m_shape = shapes[modality]
+        path = folder / f"{modality}.onnx"
+        _export_one(tower.eval(), (torch.zeros(x_shape), torch.zeros(m_shape)), path)
+        index["onnx"][modality] = {"file": path.name, "sha256": sha256(path),
+                                   "input_shape": ["batch", *x_shape[1:]], "meta_shape": ["batch", m_shape[1]]}
+        paths[modality] = path
+    write_index(folder, index)
+    log.info("exported ONNX for %s into %s", artifact.model_id, folder)
+    return paths
+
+
+def _export_one(tower, example: tuple, path: Path) -> None:
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    tmp = path.with_suffix(".tmp.onnx")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(tower, example, str(tmp), input_names=["x", "meta"],
+                              output_names=["embedding"], opset_version=OPSET, dynamo=True,
+                              dynamic_shapes=({0: batch}, {0: batch}), external_data=False)
+    except Exception as exc:  # noqa: BLE001 - fall back to the TorchScript exporter
+        log.info("dynamo ONNX export failed (%s); using the TorchScript exporter", exc)
+        try:
+            torch.onnx.export(tower, example, str(tmp), input_names=["x", "meta"],
+                              output_names=["embedding"], opset_version=17, dynamo=False,
+                              dynamic_axes={"x": {0: "batch"}, "meta": {0: "batch"},
+                                            "embedding": {0: "batch"}})
+        except Exception as exc2:  # noqa: BLE001
+            raise EngineError(f"ONNX export of {path.stem} failed: {exc2}") from exc2
+    tmp.replace(path)

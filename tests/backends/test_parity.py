@@ -1,0 +1,131 @@
+"""Backends give the same embeddings and labels as PyTorch, whatever the batch size.
+
+CPU (always): torch vs ONNX Runtime. GPU (skipped here, with the reason): TensorRT fp16 and
+torch CUDA fp16 vs torch fp32 on CPU. Uses the shipped default model and gallery on a
+freshly simulated sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from plankton_stream import gallery as gal
+from plankton_stream.artifacts import load_artifact
+from plankton_stream.backends import open_engine
+from plankton_stream.config import IngestConfig
+from plankton_stream.formats import find_exports
+from plankton_stream.pipeline.runner import DEFAULT_GALLERY
+from plankton_stream.simulate import RunPlan, SimSettings, simulate_to_disk
+from plankton_stream.training.data import prepare_files
+
+MAX_BATCH = 64
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp("parity")
+    simulate_to_disk(RunPlan(out, seed=77), SimSettings(particles=200, image_fraction=0.5,
+                                                       frame_size=(640, 480)))
+    art = load_artifact(None)
+    data = prepare_files(find_exports(out), art.preprocess, IngestConfig(), cache_dir=None, workers=1)
+    return art, data, gal.load(DEFAULT_GALLERY)
+
+
+def embed_all(engine, data, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.flatnonzero(data.has_image)
+    prof = np.concatenate([engine.embed("profile", data.profiles[i:i + batch], data.profile_meta[i:i + batch])
+                           for i in range(0, len(data), batch)])
+    img = np.concatenate([engine.embed("image", data.images[rows[i:i + batch]], data.image_meta[rows[i:i + batch]])
+                          for i in range(0, len(rows), batch)])
+    return prof, img
+
+
+def labels_of(g, data, prof, img) -> list[str]:
+    image = np.zeros_like(prof)
+    image[np.flatnonzero(data.has_image)] = img
+    return gal.classify(g, prof, image, data.has_image).labels
+
+
+def check_parity(reference, candidate, data, g, what: str) -> None:
+    (rp, ri), (cp, ci) = reference, candidate
+    cos_p, cos_i = (rp * cp).sum(axis=1), (ri * ci).sum(axis=1)
+    assert cos_p.min() >= 0.999 and cos_i.min() >= 0.999, f"{what}: cosine {cos_p.min():.5f} / {cos_i.min():.5f}"
+    same = np.mean([a == b for a, b in zip(labels_of(g, data, rp, ri), labels_of(g, data, cp, ci))])
+    assert same >= 0.995, f"{what}: only {same:.3%} identical labels"
+
+
+def test_torch_labels_do_not_depend_on_batch_size(sample):
+    art, data, g = sample
+    engine = open_engine(art, "torch")
+    reference = embed_all(engine, data, MAX_BATCH)
+    for batch in (1, 2, 3, 7, 16, 33, 63):
+        check_parity(reference, embed_all(engine, data, batch), data, g, f"torch batch {batch}")
+
+
+def test_onnxruntime_matches_torch_for_every_batch_size(sample, tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install 'plankton-stream[onnx]')")
+    art, data, g = sample
+    reference = embed_all(open_engine(art, "torch"), data, MAX_BATCH)
+    ort = open_engine(art, "onnx", engines_dir=tmp_path)
+    for batch in range(1, MAX_BATCH + 1):
+        check_parity(reference, embed_all(ort, data, batch), data, g, f"onnxruntime batch {batch}")
+
+
+def test_onnx_export_is_rebuilt_for_another_model(sample, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from plankton_stream.backends.onnx_export import export, onnx_models, read_index
+
+    import shutil
+
+    shipped, _, _ = sample
+    bare = tmp_path / "model"  # the model without the export it ships with
+    shutil.copytree(shipped.path, bare, ignore=shutil.ignore_patterns("onnx"))
+    art = load_artifact(bare)
+    engines = tmp_path / "engines"
+    folder = engines / art.model_id
+    export(art, folder)
+    assert read_index(folder)["model_id"] == art.model_id
+    (folder / "profile.onnx").write_bytes(b"corrupted")
+    paths = onnx_models(art, engines)  # stale file: exported again, never used broken
+    assert paths["profile"].stat().st_size > 1000 and paths["profile"].parent == folder
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+requires_gpu = pytest.mark.skipif(not _cuda(), reason="no CUDA GPU on this machine: the TensorRT and "
+                                  "CUDA fp16 paths are verified only where a GPU is available")
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_torch_cuda_fp16_matches_cpu_fp32(sample):
+    art, data, g = sample
+    reference = embed_all(open_engine(art, "torch"), data, MAX_BATCH)
+    gpu = open_engine(art, "torch", device="cuda", precision="fp16")
+    for batch in (1, 8, 64):
+        check_parity(reference, embed_all(gpu, data, batch), data, g, f"torch cuda fp16 batch {batch}")
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_tensorrt_fp16_matches_torch_and_caches_its_engine(sample, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed on this GPU machine")
+    art, data, g = sample
+    reference = embed_all(open_engine(art, "torch"), data, MAX_BATCH)
+    trt_engine = open_engine(art, "tensorrt", device="cuda", precision="fp16", engines_dir=tmp_path,
+                             max_batch=MAX_BATCH)
+    assert trt_engine.notes  # built now, and said so
+    for batch in range(1, MAX_BATCH + 1):
+        check_parity(reference, embed_all(trt_engine, data, batch), data, g, f"tensorrt fp16 batch {batch}")
+    trt_engine.close()
+    again = open_engine(art, "tensorrt", device="cuda", precision="fp16", engines_dir=tmp_path,
+                        max_batch=MAX_BATCH)
+    assert not again.notes  # loaded from the cache, not rebuilt
+    again.close()
