@@ -13,7 +13,6 @@ blobs, the strongest blob plus the blobs close to it (chains, spines), bounding 
 from __future__ import annotations
 
 import io
-from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING

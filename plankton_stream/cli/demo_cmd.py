@@ -94,8 +94,7 @@ def _show(run_tail, endpoint: str, finished: threading.Event, plain: bool) -> No
     if as_json:
         _plain_view(endpoint, finished)
         return
-    while not finished.is_set():
-        run_tail(endpoint, [], False, duration=2.0, count=None)
+    run_tail(endpoint, [], False, duration=None, count=None, until=finished.is_set)
 
 
 def _plain_view(endpoint: str, finished: threading.Event) -> None:

@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
                 logging.getLogger(__name__).warning("not pinging the watchdog: %s stalled", ", ".join(stale))
         if now - last_status >= 5.0:
             pipeline.notifier.status(pipeline.status_line())
-            if metrics:
-                metrics(pipeline.status_event())
+            if metrics and pipeline.last_status is not None:
+                metrics(pipeline.last_status)
             last_status = now
         if args.once and pipeline.idle():
             break

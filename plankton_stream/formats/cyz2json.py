@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import math
-import mmap
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -31,12 +29,13 @@ import numpy as np
 from plankton_stream.config import IngestConfig
 from plankton_stream.errors import FormatError
 from plankton_stream.formats.common import date_from_name, make_particle, sample_id_from_name
+from plankton_stream.formats.cyz2json_layout import BOM as _BOM
+from plankton_stream.formats.cyz2json_layout import images_offset, image_stream, open_json, particle_stream
 from plankton_stream.formats.cyz2json_writer import JsonVariant, write  # noqa: F401 - format API
 from plankton_stream.imaging import image_size, sniff_image
 from plankton_stream.particles import ImageRef, Item, ParticleError, Reading, Sample
 
 NAME = "cyz2json"
-_BOM = b"\xef\xbb\xbf"
 _SPILL_IN_MEMORY = 64 * 2**20  # image bytes kept in RAM before spilling to disk
 
 
@@ -59,87 +58,7 @@ def read(path: str | Path, cfg: IngestConfig) -> Reading:
     return Reading(sample, _particles(path, sample, cfg))
 
 
-# --------------------------------------------------------------------------- layout
-
-
-_IMAGES_KEY = re.compile(rb'^"images"\s*:\s*\[')
-_AFTER_ARRAY = re.compile(rb"\]\s*,\s*$")
-
-
-def _images_offset(path: Path) -> int | None:
-    """Byte offset of the top-level `"images"` key when it follows the particles array.
-
-    cyz2json writes the images last; most of a file's bytes are their base64. Base64 has no
-    quotes, so the last `"images"` token in the file is that key (checked: followed by
-    `: [`, preceded by the end of an array). Knowing it, the particle pass stops there and the
-    image pass starts there, instead of each scanning the whole file. None: use full passes.
-    """
-    with open(path, "rb") as f:
-        size = f.seek(0, 2)
-        if size < 64:
-            return None
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            k = m.rfind(b'"images"')
-            if k < 0 or not _IMAGES_KEY.match(m[k:k + 64]) or not _AFTER_ARRAY.search(m[max(0, k - 256):k]):
-                return None
-            return k
-
-
-class _Slice(io.RawIOBase):
-    """A file window [start, stop) with bytes added before and after, as one stream."""
-
-    def __init__(self, path: Path, start: int, stop: int | None, before: bytes, after: bytes):
-        self._f = open(path, "rb")
-        self._f.seek(start)
-        self._left = None if stop is None else stop - start
-        self._before, self._after = before, after
-
-    def readinto(self, buf) -> int:  # type: ignore[override]
-        n = len(buf)
-        if self._before:
-            chunk, self._before = self._before[:n], self._before[n:]
-        else:
-            want = n if self._left is None else min(n, self._left)
-            chunk = self._f.read(want) if want else b""
-            if self._left is not None:
-                self._left -= len(chunk)
-            if not chunk:
-                chunk, self._after = self._after[:n], self._after[n:]
-        buf[:len(chunk)] = chunk
-        return len(chunk)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
-
-
-def _particle_stream(path: Path, split: int | None) -> IO[bytes]:
-    """The document up to the images key, closed as if the images array were empty."""
-    if split is None:
-        return _open(path)
-    with open(path, "rb") as f:
-        start = len(_BOM) if f.read(len(_BOM)) == _BOM else 0
-    return io.BufferedReader(_Slice(path, start, split, b"", b'"images": []}'))
-
-
-def _image_stream(path: Path, split: int | None) -> IO[bytes]:
-    """The document from the images key on, opened as an object of its own."""
-    if split is None:
-        return _open(path)
-    return io.BufferedReader(_Slice(path, split, None, b"{", b""))
-
-
 # --------------------------------------------------------------------------- header
-
-
-def _open(path: Path) -> IO[bytes]:
-    f = open(path, "rb")
-    if f.read(3) != _BOM:
-        f.seek(0)
-    return f
 
 
 def _read_header(path: Path) -> dict[str, Any]:
@@ -149,7 +68,7 @@ def _read_header(path: Path) -> dict[str, Any]:
     found: dict[str, Any] = {}
     builder: ijson.ObjectBuilder | None = None
     try:
-        with _open(path) as f:
+        with open_json(path) as f:
             for prefix, event, value in ijson.parse(f, use_float=True):
                 if builder is not None:
                     if prefix == "instrument" and event in ("end_map", "end_array"):
@@ -327,7 +246,7 @@ def _index_images(path: Path, split: int | None) -> _ImageIndex:
     file = str(path)
     n = 0
     try:
-        with _image_stream(path, split) as f:
+        with image_stream(path, split) as f:
             for n, item in enumerate(ijson.items(f, "images.item", use_float=True), start=1):
                 _index_one(index, item, file, n)
     except ijson.JSONError as exc:
@@ -391,13 +310,13 @@ _PARAM_RENAME = {"asmmetry": "asymmetry", "centreofgravity": "centre_of_gravity"
 
 
 def _particles(path: Path, sample: Sample, cfg: IngestConfig) -> Iterator[Item]:
-    split = _images_offset(path)
+    split = images_offset(path)
     index = _index_images(path, split)
     file = str(path)
     seen: set[int] = set()
     last = None
     try:
-        with _particle_stream(path, split) as f:
+        with particle_stream(path, split) as f:
             for n, raw in enumerate(ijson.items(f, "particles.item", use_float=True), start=1):
                 item = _particle(raw, n, sample, index, cfg, seen)
                 last = item.particle_id if item.particle_id is not None else last

@@ -68,6 +68,7 @@ class Pipeline:
     threads: list[threading.Thread] = field(default_factory=list)
     state: str = "starting"
     notes: list[str] = field(default_factory=list)
+    last_status: StatusEvent | None = None
     engines_ready: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
     def __post_init__(self) -> None:
@@ -107,7 +108,7 @@ class Pipeline:
         else:
             self.watcher.start()
         self.state = "running"
-        self.notifier.ready(self.status_line())
+        self.notifier.ready(f"running: watching {c.watch.dir} ({self.watcher.mode if not self.once else 'once'})")
         log.info("pipeline running: model %s, %d-class gallery, watching %s (%s)", self.model.model_id,
                  len(self.gallery.classes), c.watch.dir, self.watcher.mode)
 
@@ -150,6 +151,10 @@ class Pipeline:
         resent = self.publisher.resend_unsent()
         if resent:
             log.warning("resent %d events committed before a crash but maybe never sent", resent)
+        pruned = ledger.prune(self.cfg.publish.retention_days)
+        if pruned:
+            log.info("pruned %d events older than %g days from the outbox", pruned,
+                     self.cfg.publish.retention_days)
         ready.set()
         try:
             loops.publish_loop(self.ctx, self.links, self.publisher, self.status_event, self.cfg,
@@ -210,10 +215,11 @@ class Pipeline:
     # ------------------------------------------------------------ status
 
     def status_event(self) -> StatusEvent:
+        """Built in the publish thread (it owns that ledger connection); others read `last_status`."""
         counts = self.publisher.ledger.counts() if self.publisher else {}
         pending = self.watcher.pending() + self.exports.qsize() + (self.publisher.open_files() if self.publisher else 0)
         prepared = self.health.counters.get("prepared", 0)
-        return StatusEvent(
+        event = StatusEvent(
             uptime_s=round(self.health.uptime(), 1), files_done=counts.get("done", 0),
             files_failed=counts.get("failed", 0) + counts.get("quarantined", 0), backlog_files=pending,
             particles_total=self.publisher.published if self.publisher else 0,
@@ -224,9 +230,13 @@ class Pipeline:
             state=self.state, replay_endpoint=self.cfg.publish.replay_endpoint,
             engine=f"{self.cfg.pipeline.backend}/{self.cfg.pipeline.device}/{self.cfg.pipeline.precision}",
             notes=list(self.notes))
+        self.last_status = event
+        return event
 
     def status_line(self) -> str:
-        s = self.status_event()
+        s = self.last_status
+        if s is None:
+            return f"{self.state}: starting"
         line = (f"{s.state}: {s.files_done} files done, {s.files_failed} failed, backlog {s.backlog_files}, "
                 f"{s.particles_total} particles, {s.particles_per_s:.0f}/s")
         return line + ("; " + "; ".join(s.notes) if s.notes else "")

@@ -21,7 +21,7 @@ from plankton_stream.backends import Engine
 from plankton_stream.config import IngestConfig
 from plankton_stream.errors import ChannelError
 from plankton_stream.formats import read_any
-from plankton_stream.particles import Particle, ParticleError
+from plankton_stream.particles import ParticleError
 from plankton_stream.pipeline import frames
 from plankton_stream.pipeline.messages import ErrorEvent
 from plankton_stream.preprocess import Prepared, PreprocessSpec, channel_map, prepare_particle

@@ -20,7 +20,7 @@ from PIL import Image
 from plankton_stream.particles import ImageRef, Particle, Sample
 from plankton_stream.simulate.listmode import listmode
 from plankton_stream.simulate.morphology import PX_UM, build_body
-from plankton_stream.simulate.optics import CHANNELS, Detectors, expose, make_background, pulses, transmission
+from plankton_stream.simulate.optics import Detectors, expose, make_background, pulses, transmission
 from plankton_stream.simulate.species import SPECIES, Species
 
 # channel names as real instruments write them, in CHANNELS order (None: not written)

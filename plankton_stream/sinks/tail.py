@@ -62,7 +62,7 @@ def subscribe(ctx: zmq.Context, endpoint: str, topics: list[str]) -> zmq.Socket:
 
 
 def run_tail(endpoint: str, topics: list[str], as_json: bool, duration: float | None,
-             count: int | None, out=sys.stdout) -> int:
+             count: int | None, out=sys.stdout, until: Callable[[], bool] | None = None) -> int:
     bad = [t for t in topics if t not in TOPICS]
     if bad:
         raise ValueError(f"unknown topic(s) {', '.join(bad)}; topics are {', '.join(TOPICS)}")
@@ -79,7 +79,8 @@ def run_tail(endpoint: str, topics: list[str], as_json: bool, duration: float | 
         live.start()
         render = lambda: live.update(_render(view, endpoint))  # noqa: E731
     try:
-        while (deadline is None or time.monotonic() < deadline) and (count is None or view.received < count):
+        while ((deadline is None or time.monotonic() < deadline) and (count is None or view.received < count)
+               and not (until is not None and until())):
             if not sock.poll(250):
                 if render:
                     render()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plankton_stream.pipeline.ledger import Ledger, Stored, particle_key
+from plankton_stream.pipeline.ledger import Ledger, Stored
 from plankton_stream.pipeline.messages import decode
 from plankton_stream.pipeline.publish import Publisher
 from plankton_stream.pipeline.stages import ClassifiedBatch, Failed, FileBegin, FileEnd

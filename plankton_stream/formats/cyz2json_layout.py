@@ -1,0 +1,90 @@
+"""Where things are in a cyz2json file, and streams over its parts.
+
+cyz2json writes the images last and most of a file's bytes are their base64. Finding the
+top-level `"images"` key lets the particle pass stop there and the image pass start there,
+instead of each tokenising the whole file.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import re
+from pathlib import Path
+from typing import IO
+
+BOM = b"\xef\xbb\xbf"
+_IMAGES_KEY = re.compile(rb'^"images"\s*:\s*\[')
+_AFTER_ARRAY = re.compile(rb"\]\s*,\s*$")
+
+
+def open_json(path: Path) -> IO[bytes]:
+    """The file, positioned after a UTF-8 BOM if there is one."""
+    f = open(path, "rb")
+    if f.read(3) != BOM:
+        f.seek(0)
+    return f
+
+
+def images_offset(path: Path) -> int | None:
+    """Byte offset of the top-level `"images"` key when it follows the particles array.
+
+    Base64 has no quotes, so the last `"images"` token in the file is that key (checked:
+    followed by `: [`, preceded by the end of an array). None: read the file whole.
+    """
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        if size < 64:
+            return None
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            k = m.rfind(b'"images"')
+            if k < 0 or not _IMAGES_KEY.match(m[k:k + 64]) or not _AFTER_ARRAY.search(m[max(0, k - 256):k]):
+                return None
+            return k
+
+
+class _Slice(io.RawIOBase):
+    """A file window [start, stop) with bytes added before and after, as one stream."""
+
+    def __init__(self, path: Path, start: int, stop: int | None, before: bytes, after: bytes):
+        self._f = open(path, "rb")
+        self._f.seek(start)
+        self._left = None if stop is None else stop - start
+        self._before, self._after = before, after
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        n = len(buf)
+        if self._before:
+            chunk, self._before = self._before[:n], self._before[n:]
+        else:
+            want = n if self._left is None else min(n, self._left)
+            chunk = self._f.read(want) if want else b""
+            if self._left is not None:
+                self._left -= len(chunk)
+            if not chunk:
+                chunk, self._after = self._after[:n], self._after[n:]
+        buf[:len(chunk)] = chunk
+        return len(chunk)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def particle_stream(path: Path, split: int | None) -> IO[bytes]:
+    """The document up to the images key, closed as if the images array were empty."""
+    if split is None:
+        return open_json(path)
+    with open(path, "rb") as f:
+        start = len(BOM) if f.read(len(BOM)) == BOM else 0
+    return io.BufferedReader(_Slice(path, start, split, b"", b'"images": []}'))
+
+
+def image_stream(path: Path, split: int | None) -> IO[bytes]:
+    """The document from the images key on, opened as an object of its own."""
+    if split is None:
+        return open_json(path)
+    return io.BufferedReader(_Slice(path, split, None, b"{", b""))
