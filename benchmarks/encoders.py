@@ -4,7 +4,8 @@
   at batch sizes 1..256, in inference mode; ratio = batched throughput / batch-1 throughput
   (what dynamic batching buys).
 - k-NN queries/s (batches of 256 queries, k = 5, inverse-distance votes) against galleries of
-  100 .. 100,000 entries; ratio to the 100-entry gallery.
+  100 .. 100,000 entries; ratio to the 100-entry gallery; and the combined (score fusion:
+  both modalities, with class margins) rate against the single-modality rate.
 The model is the shipped default architecture with random weights (speed does not depend on
 the weights). Prints one JSON line.
 
@@ -71,13 +72,17 @@ def knn_rates(seconds: float, dim: int = 128, classes: int = 12) -> dict:
     rng = np.random.default_rng(0)
     queries = rng.normal(size=(256, dim)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    out = {}
+    out, fused = {}, {}
     for n in GALLERIES:
         bank = rng.normal(size=(n, dim)).astype(np.float32)
         bank /= np.linalg.norm(bank, axis=1, keepdims=True)
         labels = rng.integers(0, classes, n)
         out[str(n)] = round(rate(lambda: knn.knn(queries, bank, labels, classes, 5), 256, seconds), 1)
-    return {"queries_per_s": out, "ratio_to_100": {k: round(v / out["100"], 3) for k, v in out.items()}}
+        fused[str(n)] = round(rate(lambda: knn.fuse(queries, bank, labels, queries, bank, labels,
+                                                    classes, 5, "score"), 256, seconds), 1)
+    return {"queries_per_s": out, "ratio_to_100": {k: round(v / out["100"], 3) for k, v in out.items()},
+            "combined_score_fusion_queries_per_s": fused,
+            "combined_vs_single_modality": {k: round(fused[k] / out[k], 3) for k in out}}
 
 
 def main() -> None:

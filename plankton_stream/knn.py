@@ -7,9 +7,11 @@ score vector over the gallery's classes.
 Fusion (`fusion`), for particles that have both an image and a profile:
 - "score": each modality votes on its own; the two score vectors are averaged with weights
   = the modality's reliability (alpha for images, 1 - alpha for profiles, chosen on the
-  gallery by leave-one-out, see `choose_alpha`) x its confidence on this particle (its top
-  score). A modality that is unreliable for this gallery, or unsure of this particle, counts
-  less; alpha = 0 or 1 is a single modality, so on the gallery combined never loses to one.
+  gallery by leave-one-out, see `choose_alpha`) x its confidence on this particle: its top
+  vote share x its class margin (how much nearer the best class's nearest entry is than the
+  nearest entry of any other class). The margin keeps the confidence informative at k = 1,
+  where every vote is unanimous. A modality that is unreliable for this gallery, or unsure of
+  this particle, counts less; alpha = 0 or 1 is a single modality.
 - "pool": the paper's rule - the image's and the profile's k neighbours are pooled, then
   vote together. Inverse-distance weights let whichever modality has the closer neighbours
   dominate, which can make "combined" worse than the better single modality.
@@ -70,21 +72,59 @@ def fuse(img_q: np.ndarray, img_bank: np.ndarray, img_labels: np.ndarray, prof_q
         dist = 1.0 - 0.5 * (img_q @ img_bank.T + prof_q @ prof_bank.T)
         idx, d = _top(dist, k)
         return vote(idx, d, img_labels, n_classes)
-    i_idx, i_d = neighbours(img_q, img_bank, k)
-    p_idx, p_d = neighbours(prof_q, prof_bank, k)
     if fusion == "pool":
+        i_idx, i_d = neighbours(img_q, img_bank, k)
+        p_idx, p_d = neighbours(prof_q, prof_bank, k)
         idx = np.concatenate([i_idx, p_idx + len(img_bank)], axis=1)
         d = np.concatenate([i_d, p_d], axis=1)
         return vote(idx, d, np.concatenate([img_labels, prof_labels]), n_classes)
-    a = vote(i_idx, i_d, img_labels, n_classes)
-    b = vote(p_idx, p_d, prof_labels, n_classes)
-    return Votes(score_fusion(a.scores, b.scores, alpha), (0.5 * (a.nearest + b.nearest)).astype(np.float32))
+    img_bank, img_labels = _by_class(img_bank, img_labels)
+    prof_bank, prof_labels = _by_class(prof_bank, prof_labels)
+    a, a_margin = _votes_and_margin(1.0 - img_q @ img_bank.T, img_labels, n_classes, k)
+    b, b_margin = _votes_and_margin(1.0 - prof_q @ prof_bank.T, prof_labels, n_classes, k)
+    return Votes(score_fusion(a.scores, b.scores, alpha, a_margin, b_margin),
+                 (0.5 * (a.nearest + b.nearest)).astype(np.float32))
 
 
-def score_fusion(image: np.ndarray, profile: np.ndarray, alpha: float) -> np.ndarray:
-    """Confidence-weighted average of two score vectors, image weighted by alpha."""
-    wa = alpha * image.max(axis=1, keepdims=True)
-    wb = (1.0 - alpha) * profile.max(axis=1, keepdims=True)
+def _votes_and_margin(dist: np.ndarray, labels: np.ndarray, n_classes: int,
+                      k: int) -> tuple[Votes, np.ndarray]:
+    idx, d = _top(dist, k)
+    return vote(idx, d, labels, n_classes), class_margin(dist, labels, n_classes)
+
+
+def _by_class(bank: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bank's rows grouped by class, so that per-class minima need no (B, N) gather."""
+    if labels.size and np.all(labels[1:] >= labels[:-1]):
+        return bank, labels
+    order = np.argsort(labels, kind="stable")
+    return bank[order], labels[order]
+
+
+def class_margin(dist: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(B,) in [0, 1]: 1 - (d1 + eps) / (d2 + eps), d1 the distance to the nearest entry, d2
+    to the nearest entry of another class; 1 when the bank has a single class. eps (as in the
+    votes) keeps float rounding of near-zero distances from swinging the margin. Fastest when `labels` is
+    sorted (columns grouped by class)."""
+    if labels.size and not np.all(labels[1:] >= labels[:-1]):
+        order = np.argsort(labels, kind="stable")
+        dist, labels = dist[:, order], labels[order]
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    per_class = np.minimum.reduceat(dist, starts, axis=1)  # (B, classes present)
+    if per_class.shape[1] < 2:
+        return np.ones(len(dist), np.float32)
+    two = np.partition(per_class, 1, axis=1)[:, :2]
+    d1, d2 = np.maximum(two[:, 0], 0.0), np.maximum(two[:, 1], 0.0)
+    margin = np.where(np.isfinite(d2), 1.0 - (d1 + EPS) / (d2 + EPS), 1.0)
+    return np.clip(margin, 0.0, 1.0).astype(np.float32)
+
+
+def score_fusion(image: np.ndarray, profile: np.ndarray, alpha: float,
+                 image_margin: np.ndarray, profile_margin: np.ndarray) -> np.ndarray:
+    """Confidence-weighted average of two score vectors, image weighted by alpha. The small
+    floor on the margin keeps a particle equidistant from two classes in both modalities
+    decided by alpha rather than by class order."""
+    wa = alpha * image.max(axis=1, keepdims=True) * np.maximum(image_margin, 1e-3)[:, None]
+    wb = (1.0 - alpha) * profile.max(axis=1, keepdims=True) * np.maximum(profile_margin, 1e-3)[:, None]
     return ((wa * image + wb * profile) / np.maximum(wa + wb, 1e-12)).astype(np.float32)
 
 
@@ -94,27 +134,35 @@ ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 def choose_alpha(image: np.ndarray, profile: np.ndarray, labels: np.ndarray, n_classes: int,
                  k: int) -> float:
     """The image weight that best classifies the gallery itself (leave-one-out): every entry
-    is voted on by the others, in each modality, and the fused vote is scored for each alpha.
-    Ties prefer the middle (0.5). Galleries whose classes have single entries cannot tell,
+    is voted on by the others, in each modality, and the fused vote is scored for each alpha:
+    accuracy first, then the mean score of the true class (a large gallery classifies itself
+    perfectly at many alphas; the score still tells which is surer). Exact ties prefer the
+    middle (0.5). Galleries whose classes have single entries cannot tell,
     and keep 0.5."""
     counts = np.bincount(labels, minlength=n_classes)
     if (counts >= 2).sum() < 2:
         return 0.5
-    a = _loo_votes(image, labels, n_classes, k)
-    b = _loo_votes(profile, labels, n_classes, k)
-    best, best_acc = 0.5, -1.0
+    order = np.argsort(labels, kind="stable")  # accuracy and mean score ignore row order
+    image, profile, labels = image[order], profile[order], labels[order]
+    a, a_margin = _loo_votes(image, labels, n_classes, k)
+    b, b_margin = _loo_votes(profile, labels, n_classes, k)
+    best, best_key = 0.5, (-1.0, -1.0)
+    rows = np.arange(len(labels))
     for alpha in sorted(ALPHAS, key=lambda x: abs(x - 0.5)):
-        acc = float((score_fusion(a, b, alpha).argmax(axis=1) == labels).mean())
-        if acc > best_acc + 1e-9:
-            best, best_acc = alpha, acc
+        fused = score_fusion(a, b, alpha, a_margin, b_margin)
+        key = (round(float((fused.argmax(axis=1) == labels).mean()), 9),
+               round(float(fused[rows, labels].mean()), 6))
+        if key > best_key:
+            best, best_key = alpha, key
     return best
 
 
-def _loo_votes(bank: np.ndarray, labels: np.ndarray, n_classes: int, k: int) -> np.ndarray:
+def _loo_votes(bank: np.ndarray, labels: np.ndarray, n_classes: int,
+               k: int) -> tuple[np.ndarray, np.ndarray]:
     dist = 1.0 - bank @ bank.T
     np.fill_diagonal(dist, np.inf)
-    idx, d = _top(dist, k)
-    return vote(idx, d, labels, n_classes).scores
+    votes, margin = _votes_and_margin(dist, labels, n_classes, k)
+    return votes.scores, margin
 
 
 def loo_nearest(bank: np.ndarray, labels: np.ndarray) -> np.ndarray:

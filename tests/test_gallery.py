@@ -67,6 +67,29 @@ def test_score_fusion_trusts_the_confident_modality():
     assert acc(profile_only) == 1.0 and acc(combined) >= 0.9
 
 
+def test_class_margin_compares_the_nearest_entry_with_the_nearest_other_class():
+    dist = np.array([[0.1, 0.2, 0.4], [0.3, 0.3, 0.05]], np.float32)
+    margin = knn.class_margin(dist, np.array([0, 0, 1]), 2)
+    e = knn.EPS
+    np.testing.assert_allclose(margin, [1 - (0.1 + e) / (0.4 + e), 1 - (0.05 + e) / (0.3 + e)], rtol=1e-6)
+    assert knn.class_margin(dist, np.array([0, 0, 0]), 1).tolist() == [1.0, 1.0]
+
+
+def test_one_neighbour_fusion_follows_the_modality_with_the_clearer_margin():
+    """At k = 1 both votes are unanimous, so the top vote share cannot say which modality to
+    trust; the class margin does. Image: ambiguous (nearly equidistant), profile: clear."""
+    img_bank = unit(np.array([[1, 0], [0, 1]], np.float32))
+    prof_bank = unit(np.array([[1, 0], [0, 1]], np.float32))
+    labels = np.array([0, 1])
+    img_q = unit(np.array([[1, 0.95]], np.float32))  # barely nearer class 0
+    prof_q = unit(np.array([[0.05, 1]], np.float32))  # clearly class 1
+    for alpha in (0.3, 0.5, 0.7):
+        v = knn.fuse(img_q, img_bank, labels, prof_q, prof_bank, labels, 2, 1, "score", alpha)
+        assert v.scores[0].argmax() == 1
+    swapped = knn.fuse(prof_q, img_bank, labels, img_q, prof_bank, labels, 2, 1, "score", 0.5)
+    assert swapped.scores[0].argmax() == 1
+
+
 def test_far_queries_are_unknown_and_near_ones_are_not():
     g = make()
     assert np.isfinite(g.thresholds["profile"]) and np.isfinite(g.thresholds["combined"])

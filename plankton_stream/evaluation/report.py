@@ -109,6 +109,11 @@ def _embedding(plt, ev, path: Path) -> Path | None:
     return path
 
 
+def _gain(res: dict, shots: str) -> float:
+    best = max(res["image"][shots]["mean"], res["profile"][shots]["mean"])
+    return res["combined"][shots]["mean"] - best
+
+
 def summary_markdown(s: dict) -> str:
     shots = sorted({k for per in s["results"].values() for k in per}, key=int)
     lines = ["# Evaluation summary", "",
@@ -127,6 +132,10 @@ def summary_markdown(s: dict) -> str:
     if s.get("combined_minus_best_single"):
         lines.append("Combined minus the best single modality: "
                      + ", ".join(f"{k} shots {v:+.3f}" for k, v in s["combined_minus_best_single"].items()))
+    for k, res in (s.get("results_by_k") or {}).items():
+        if str(k) != str(s["k"]) and {"combined", "image", "profile"} <= res.keys():
+            lines.append(f"At k = {k}, combined minus the best single modality: "
+                         + ", ".join(f"{n} shots {_gain(res, n):+.3f}" for n in res["combined"]))
     if s.get("combined_minus_baseline"):
         lines.append("Combined minus the image-only baseline: "
                      + ", ".join(f"{k} shots {v:+.3f}" for k, v in s["combined_minus_baseline"].items()))

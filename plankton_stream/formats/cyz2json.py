@@ -7,13 +7,16 @@ Files reach hundreds of MB (base64 images inside), so nothing holds the whole do
 3. `particles` are then streamed one by one, each joined with its image bytes.
 Every converter variant in formats.md is accepted: UTF-8 BOM, "NaN"/"Infinity" strings,
 snake_case volume keys, empty `parameters`, the `asmmetry` typo, no `cropRectangle`, flat or
-nested `measurementSettings`. Broken particles and images become `ParticleError` items.
+nested `measurementSettings`. Bare NaN / Infinity tokens (not JSON; Python's json writes
+them) make the parser fail; the file is then re-read once through a quoting filter, so they
+cost only their own particles. Broken particles and images become `ParticleError` items.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import math
 import re
 import tempfile
@@ -30,7 +33,13 @@ from plankton_stream.config import IngestConfig
 from plankton_stream.errors import FormatError
 from plankton_stream.formats.common import date_from_name, make_particle, sample_id_from_name
 from plankton_stream.formats.cyz2json_layout import BOM as _BOM
-from plankton_stream.formats.cyz2json_layout import images_offset, image_stream, open_json, particle_stream
+from plankton_stream.formats.cyz2json_layout import (
+    image_stream,
+    images_offset,
+    open_json,
+    particle_stream,
+    quote_non_finite,
+)
 from plankton_stream.formats.cyz2json_writer import JsonVariant, write  # noqa: F401 - format API
 from plankton_stream.imaging import image_size, sniff_image
 from plankton_stream.particles import ImageRef, Item, ParticleError, Reading, Sample
@@ -65,10 +74,24 @@ def _read_header(path: Path) -> dict[str, Any]:
     """Top-level `filename` and `instrument`, stopping at `particles` when both are known."""
     if path.stat().st_size == 0:
         raise FormatError(f"{path}: empty file (still being written, or the export failed)")
+    try:
+        return _header_pass(path, quoted=False)
+    except FormatError as exc:
+        if not _lexical(exc.__cause__):
+            raise
+        return _header_pass(path, quoted=True)
+
+
+def _lexical(exc: BaseException | None) -> bool:
+    """A tokeniser error (a bare NaN, say), not a cut-short file: worth one quoted re-read."""
+    return isinstance(exc, ijson.JSONError) and str(exc).startswith("lexical error")
+
+
+def _header_pass(path: Path, quoted: bool) -> dict[str, Any]:
     found: dict[str, Any] = {}
     builder: ijson.ObjectBuilder | None = None
     try:
-        with open_json(path) as f:
+        with (quote_non_finite(open_json(path)) if quoted else open_json(path)) as f:
             for prefix, event, value in ijson.parse(f, use_float=True):
                 if builder is not None:
                     if prefix == "instrument" and event in ("end_map", "end_array"):
@@ -315,19 +338,31 @@ def _particles(path: Path, sample: Sample, cfg: IngestConfig) -> Iterator[Item]:
     file = str(path)
     seen: set[int] = set()
     last = None
-    try:
-        with particle_stream(path, split) as f:
-            for n, raw in enumerate(ijson.items(f, "particles.item", use_float=True), start=1):
+    n = 0
+    for quoted in (False, True):
+        try:
+            for raw in itertools.islice(_raw_particles(path, split, quoted), n, None):
+                n += 1
                 item = _particle(raw, n, sample, index, cfg, seen)
                 last = item.particle_id if item.particle_id is not None else last
                 yield item
-    except ijson.JSONError as exc:
-        yield ParticleError(file, f"particles section is truncated or corrupt after particle "
-                                  f"{last}: {_short(exc)}; the particles before it are kept")
+            break
+        except ijson.JSONError as exc:
+            if quoted or not _lexical(exc):
+                yield ParticleError(file, f"particles section is truncated or corrupt after particle "
+                                          f"{last}: {_short(exc)}; the particles before it are kept")
+                break
     yield from index.errors
     for pid in sorted(index.entries):
         yield ParticleError(file, "image for a particle that is not in the file", pid, dropped=False)
     index.spill.close()
+
+
+def _raw_particles(path: Path, split: int | None, quoted: bool) -> Iterator[Any]:
+    """Particle objects as parsed; `quoted`: through the bare-NaN fallback (see layout)."""
+    stream = particle_stream(path, split)
+    with quote_non_finite(stream) if quoted else stream as f:
+        yield from ijson.items(f, "particles.item", use_float=True)
 
 
 def _particle(raw: Any, n: int, sample: Sample, index: _ImageIndex, cfg: IngestConfig,

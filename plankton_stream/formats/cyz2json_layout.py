@@ -88,3 +88,45 @@ def image_stream(path: Path, split: int | None) -> IO[bytes]:
     if split is None:
         return open_json(path)
     return io.BufferedReader(_Slice(path, split, None, b"{", b""))
+
+
+# A bare NaN / Infinity value (not valid JSON, but what Python's json and some .NET settings
+# write). Separators, brackets and colons never occur in base64, so matches are real values.
+_BARE = re.compile(rb"([\[,:]\s*)(NaN|-?Infinity)(?=\s*(?:[,\]}]|\Z))")
+
+
+class _QuotedNonFinite(io.RawIOBase):
+    """A JSON byte stream with bare NaN / Infinity values turned into the "NaN" / "Infinity"
+    strings the readers already accept. Text is released up to the last separator read, so a
+    value is never cut in two."""
+
+    def __init__(self, inner: IO[bytes]):
+        self._inner = inner
+        self._out = b""
+        self._carry = b""
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        while not self._out:
+            chunk = self._inner.read(1 << 20)
+            if not chunk:
+                self._out, self._carry = _BARE.sub(rb'\1"\2"', self._carry), b""
+                break
+            data = self._carry + chunk
+            cut = max(data.rfind(b","), data.rfind(b"["), data.rfind(b":"), 0)
+            self._out, self._carry = _BARE.sub(rb'\1"\2"', data[:cut]), data[cut:]
+        n = min(len(buf), len(self._out))
+        buf[:n], self._out = self._out[:n], self._out[n:]
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+def quote_non_finite(stream: IO[bytes]) -> IO[bytes]:
+    """`stream` with bare NaN / Infinity values quoted (the slow path, taken only after a
+    file failed to parse)."""
+    return io.BufferedReader(_QuotedNonFinite(stream))

@@ -255,13 +255,27 @@ def test_empty_and_foreign_files_are_format_errors(tmp_path):
             read_any(tmp_path / name)
 
 
-def test_bare_nan_tokens_keep_the_particles_before_them(tmp_path):
-    text = json.dumps(minimal_doc([particle(1, [1, 2], [3, 4]), particle(2, [1, 2], [3, 4])]))
-    text = text.replace('"values": [1, 2], "x"', "").replace(
-        '{"particleId": 2, "hasImage": false, "pulseShapes": [{"description": "FWS", "values": [1, 2]',
-        '{"particleId": 2, "hasImage": false, "pulseShapes": [{"description": "FWS", "values": [1, NaN]')
+def test_bare_nan_and_infinity_tokens_cost_only_their_own_particles(tmp_path):
+    """Python's json (and some exporters) write NaN / Infinity bare - not JSON. The reader
+    re-reads such a file through a quoting filter instead of dropping what follows."""
+    nan, inf = float("nan"), float("inf")
+    doc = minimal_doc([particle(1, [1, 2], [3, 4]), particle(2, [1, nan], [3, 4]),
+                       particle(3, [1, 2], [-inf, 4]), particle(4, [5, 6], [7, 8])],
+                      analysedVolume=nan, pumpedVolume=inf)
     path = tmp_path / "x.json"
-    path.write_text(text)
+    path.write_text(json.dumps(doc))  # allow_nan: bare tokens
+    assert b": NaN" in path.read_bytes() and b"-Infinity" in path.read_bytes()
+    sample, good, errors = read_all(path)
+    assert [p.particle_id for p in good] == [1, 4]
+    assert [e.particle_id for e in errors] == [2, 3]
+    assert all("non-finite" in e.reason for e in errors)
+    assert sample.analysed_volume_ul is None and sample.pumped_volume_ul is None
+
+
+def test_a_corrupt_token_still_keeps_the_particles_before_it(tmp_path):
+    text = json.dumps(minimal_doc([particle(1, [1, 2], [3, 4]), particle(2, [5, 6], [3, 4])]))
+    path = tmp_path / "x.json"
+    path.write_text(text.replace("[5, 6]", "[5, xyz]"))
     _, good, errors = read_all(path)
     assert [p.particle_id for p in good] == [1]
     assert errors and "corrupt" in errors[0].reason
