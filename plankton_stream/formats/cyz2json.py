@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 import ijson
 import numpy as np
@@ -269,9 +269,8 @@ def _index_images(path: Path, split: int | None) -> _ImageIndex:
     file = str(path)
     n = 0
     try:
-        with image_stream(path, split) as f:
-            for n, item in enumerate(ijson.items(f, "images.item", use_float=True), start=1):
-                _index_one(index, item, file, n)
+        for n, item in enumerate(_items(lambda: image_stream(path, split), "images.item"), start=1):
+            _index_one(index, item, file, n)
     except ijson.JSONError as exc:
         index.errors.append(ParticleError(
             file, f"images section is truncated or corrupt after {n} images: {_short(exc)}",
@@ -338,31 +337,36 @@ def _particles(path: Path, sample: Sample, cfg: IngestConfig) -> Iterator[Item]:
     file = str(path)
     seen: set[int] = set()
     last = None
-    n = 0
-    for quoted in (False, True):
-        try:
-            for raw in itertools.islice(_raw_particles(path, split, quoted), n, None):
-                n += 1
-                item = _particle(raw, n, sample, index, cfg, seen)
-                last = item.particle_id if item.particle_id is not None else last
-                yield item
-            break
-        except ijson.JSONError as exc:
-            if quoted or not _lexical(exc):
-                yield ParticleError(file, f"particles section is truncated or corrupt after particle "
-                                          f"{last}: {_short(exc)}; the particles before it are kept")
-                break
+    try:
+        for n, raw in enumerate(_items(lambda: particle_stream(path, split), "particles.item"), start=1):
+            item = _particle(raw, n, sample, index, cfg, seen)
+            last = item.particle_id if item.particle_id is not None else last
+            yield item
+    except ijson.JSONError as exc:
+        yield ParticleError(file, f"particles section is truncated or corrupt after particle "
+                                  f"{last}: {_short(exc)}; the particles before it are kept")
     yield from index.errors
     for pid in sorted(index.entries):
         yield ParticleError(file, "image for a particle that is not in the file", pid, dropped=False)
     index.spill.close()
 
 
-def _raw_particles(path: Path, split: int | None, quoted: bool) -> Iterator[Any]:
-    """Particle objects as parsed; `quoted`: through the bare-NaN fallback (see layout)."""
-    stream = particle_stream(path, split)
-    with quote_non_finite(stream) if quoted else stream as f:
-        yield from ijson.items(f, "particles.item", use_float=True)
+def _items(opener: Callable[[], IO[bytes]], prefix: str) -> Iterator[Any]:
+    """The objects under `prefix`, parsed as they stream. On a tokeniser error (a bare NaN),
+    the stream is parsed again through the quoting filter and the objects already yielded
+    are skipped; any other JSONError (a cut-short file) propagates."""
+    done = 0
+    try:
+        with opener() as f:
+            for obj in ijson.items(f, prefix, use_float=True):
+                done += 1
+                yield obj
+        return
+    except ijson.JSONError as exc:
+        if not _lexical(exc):
+            raise
+    with quote_non_finite(opener()) as f:
+        yield from itertools.islice(ijson.items(f, prefix, use_float=True), done, None)
 
 
 def _particle(raw: Any, n: int, sample: Sample, index: _ImageIndex, cfg: IngestConfig,

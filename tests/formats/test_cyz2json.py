@@ -259,14 +259,17 @@ def test_bare_nan_and_infinity_tokens_cost_only_their_own_particles(tmp_path):
     """Python's json (and some exporters) write NaN / Infinity bare - not JSON. The reader
     re-reads such a file through a quoting filter instead of dropping what follows."""
     nan, inf = float("nan"), float("inf")
+    jpeg = base64.b64encode(builders.jpeg()).decode()
+    images = [{"particleId": 1, "base64": jpeg, "focus": nan}, {"particleId": 4, "base64": jpeg}]
     doc = minimal_doc([particle(1, [1, 2], [3, 4]), particle(2, [1, nan], [3, 4]),
-                       particle(3, [1, 2], [-inf, 4]), particle(4, [5, 6], [7, 8])],
+                       particle(3, [1, 2], [-inf, 4]), particle(4, [5, 6], [7, 8])], images,
                       analysedVolume=nan, pumpedVolume=inf)
     path = tmp_path / "x.json"
     path.write_text(json.dumps(doc))  # allow_nan: bare tokens
     assert b": NaN" in path.read_bytes() and b"-Infinity" in path.read_bytes()
     sample, good, errors = read_all(path)
     assert [p.particle_id for p in good] == [1, 4]
+    assert all(p.image is not None for p in good)  # the images pass recovers the same way
     assert [e.particle_id for e in errors] == [2, 3]
     assert all("non-finite" in e.reason for e in errors)
     assert sample.analysed_volume_ul is None and sample.pumped_volume_ul is None
