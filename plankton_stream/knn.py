@@ -89,7 +89,7 @@ def fuse(img_q: np.ndarray, img_bank: np.ndarray, img_labels: np.ndarray, prof_q
 def _votes_and_margin(dist: np.ndarray, labels: np.ndarray, n_classes: int,
                       k: int) -> tuple[Votes, np.ndarray]:
     idx, d = _top(dist, k)
-    return vote(idx, d, labels, n_classes), class_margin(dist, labels, n_classes)
+    return vote(idx, d, labels, n_classes), class_margin(dist, labels)
 
 
 def _by_class(bank: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,11 +100,11 @@ def _by_class(bank: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndar
     return bank[order], labels[order]
 
 
-def class_margin(dist: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+def class_margin(dist: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(B,) in [0, 1]: 1 - (d1 + eps) / (d2 + eps), d1 the distance to the nearest entry, d2
     to the nearest entry of another class; 1 when the bank has a single class. eps (as in the
-    votes) keeps float rounding of near-zero distances from swinging the margin. Fastest when `labels` is
-    sorted (columns grouped by class)."""
+    votes) keeps float rounding of near-zero distances from swinging the margin. Fastest
+    when `labels` is sorted (columns grouped by class)."""
     if labels.size and not np.all(labels[1:] >= labels[:-1]):
         order = np.argsort(labels, kind="stable")
         dist, labels = dist[:, order], labels[order]
@@ -137,8 +137,7 @@ def choose_alpha(image: np.ndarray, profile: np.ndarray, labels: np.ndarray, n_c
     is voted on by the others, in each modality, and the fused vote is scored for each alpha:
     accuracy first, then the mean score of the true class (a large gallery classifies itself
     perfectly at many alphas; the score still tells which is surer). Exact ties prefer the
-    middle (0.5). Galleries whose classes have single entries cannot tell,
-    and keep 0.5."""
+    middle (0.5). Galleries whose classes have single entries cannot tell, and keep 0.5."""
     counts = np.bincount(labels, minlength=n_classes)
     if (counts >= 2).sum() < 2:
         return 0.5

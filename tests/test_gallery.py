@@ -69,10 +69,11 @@ def test_score_fusion_trusts_the_confident_modality():
 
 def test_class_margin_compares_the_nearest_entry_with_the_nearest_other_class():
     dist = np.array([[0.1, 0.2, 0.4], [0.3, 0.3, 0.05]], np.float32)
-    margin = knn.class_margin(dist, np.array([0, 0, 1]), 2)
+    margin = knn.class_margin(dist, np.array([0, 0, 1]))
     e = knn.EPS
     np.testing.assert_allclose(margin, [1 - (0.1 + e) / (0.4 + e), 1 - (0.05 + e) / (0.3 + e)], rtol=1e-6)
-    assert knn.class_margin(dist, np.array([0, 0, 0]), 1).tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(knn.class_margin(dist[:, [2, 0, 1]], np.array([1, 0, 0])), margin)
+    assert knn.class_margin(dist, np.array([0, 0, 0])).tolist() == [1.0, 1.0]
 
 
 def test_one_neighbour_fusion_follows_the_modality_with_the_clearer_margin():
