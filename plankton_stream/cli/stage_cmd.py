@@ -72,9 +72,16 @@ def run(args: argparse.Namespace) -> int:
         extra_idle = _start_ingest(ctx, links, cfg, model, stop, health, draining, start, loops)
     activity = None
     quiet_since = time.monotonic()
+    code = 0
     while not stop.is_set():
         time.sleep(0.5)
         if not draining.is_set():
+            dead = [t.name for t in threads if not t.is_alive()]
+            if dead:  # a stage that cannot work must not look alive: exit, the supervisor restarts
+                logging.getLogger(__name__).error("stage %s: thread %s stopped unexpectedly (see the "
+                                                  "traceback above); exiting", args.name, dead[0])
+                stop.set()
+                code = 1
             continue
         now_activity = sum(health.counters.values())
         if now_activity != activity:
@@ -83,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
             stop.set()
     for t in threads:
         t.join(timeout=10)
-    ctx.term()
-    return 0
+    if code == 0:
+        ctx.term()  # after a failure a dead thread's sockets may be left open: do not wait on them
+    return code
 
 
 def _start_ingest(ctx, links, cfg, model, stop, health, draining, start, loops):

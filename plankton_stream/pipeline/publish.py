@@ -24,6 +24,8 @@ from plankton_stream.pipeline import messages as msg
 from plankton_stream.pipeline.ledger import Ledger, Stored, particle_key
 from plankton_stream.pipeline.stages import ClassifiedBatch, Failed, FileBegin, FileEnd
 
+REJOIN_S = 1.5  # after a restart, time for live subscribers to reconnect before the resend
+
 Send = Callable[[list[bytes]], None]
 
 
@@ -97,9 +99,13 @@ class Publisher:
         where = e.particle_id if e.particle_id is not None else (e.row if e.row is not None else e.reason[:60])
         self._emit([(f"e/{e.sample_id or e.file}/{where}/{e.action}", e, None, False)])
 
-    def resend_unsent(self) -> int:
-        """After a crash: send what was committed but maybe never sent."""
+    def resend_unsent(self, rejoin_s: float = REJOIN_S) -> int:
+        """After a crash: send what was committed but maybe never sent. Subscribers of the
+        previous run reconnect on their own (ZeroMQ retries every 100 ms), but PUB drops what
+        is sent before they are back, so the resend waits `rejoin_s` for them."""
         rows = self.ledger.unsent()
+        if rows and rejoin_s > 0:
+            time.sleep(rejoin_s)
         for _, topic, body in rows:
             self.send([topic.encode("ascii"), body])
         if rows:

@@ -10,6 +10,7 @@ takes the service down (exit 1) for systemd to restart; the ledger resumes the w
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from plankton_stream.pipeline.messages import decode
 from plankton_stream.service import Notifier
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
 FLAGS = {"config": "--config", "watch": "--watch", "publish": "--publish", "replay": "--replay",
          "state": "--state", "model": "--model", "gallery": "--gallery", "log_level": "--log-level"}
 
@@ -37,6 +39,16 @@ def child_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM (drain and exit) when the supervisor dies, even by SIGKILL, so a
+    killed service never leaves stages running (Linux; elsewhere systemd's cgroup does it)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def supervise(args: argparse.Namespace, cfg: Config, notifier: Notifier | None = None) -> int:
     notifier = notifier or Notifier()
     base = [sys.executable, "-m", "plankton_stream", "stage"]
@@ -46,7 +58,7 @@ def supervise(args: argparse.Namespace, cfg: Config, notifier: Notifier | None =
     order += [("ingest", [])]
     procs = []
     for name, extra in order:
-        procs.append((name, subprocess.Popen(base + [name] + extra + common)))
+        procs.append((name, subprocess.Popen(base + [name] + extra + common, preexec_fn=_die_with_parent)))
         time.sleep(0.3)  # binders first
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -86,7 +87,7 @@ class Listener:
 def start_service(config: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "plankton_stream", "run", "--config", str(config), *extra],
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def stop_service(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60.0) -> tuple[int, str]:
@@ -95,8 +96,9 @@ def stop_service(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the service and any stage it started
+        out, _ = proc.communicate(timeout=30)
     return proc.returncode, out
 
 

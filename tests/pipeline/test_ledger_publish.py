@@ -76,7 +76,7 @@ def test_restart_publishes_nothing_twice_and_resends_unsent(tmp_path):
     # a crash after commit, before send: the watermark still stands before particle 2
     pub.ledger.db.execute("UPDATE meta SET value = value - 1 WHERE key = 'sent'")
     again, resent = make(tmp_path)
-    assert again.resend_unsent() == 1 and len(resent) == 1
+    assert again.resend_unsent(rejoin_s=0) == 1 and len(resent) == 1
     again.begin(begin())
     assert again.batch(classified([("S", 1), ("S", 2), ("S", 3)], ["a", "a", "b"])) == 1
     again.end(FileEnd("/f.json", "S", good=3, failed=0))

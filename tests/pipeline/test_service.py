@@ -279,6 +279,39 @@ def test_stages_as_processes_over_ipc_with_two_encode_workers(tmp_path):
     assert code == 0, out[-3000:]
 
 
+def test_a_killed_supervisor_leaves_no_stage_running(tmp_path):
+    """systemd kills the whole cgroup; without systemd, the stages still follow their parent."""
+    config, cfg = write_config(tmp_path, transport="ipc")
+    listener = Listener(cfg["publish"]["endpoint"])
+    proc = start_service(config)
+    try:
+        assert wait_ready(listener, 90)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 60
+        while _group_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _group_members(proc.pid), "stages outlived their supervisor"
+    finally:
+        listener.close()
+        stop_service(proc, timeout=5)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_raw_cyz_files_go_through_the_converter(tmp_path):
     import sys
 
