@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import itertools
 import math
 import re
 import tempfile
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Mapping
+from typing import IO, Any, Iterator, Mapping
 
 import ijson
 import numpy as np
@@ -36,9 +35,11 @@ from plankton_stream.formats.cyz2json_layout import BOM as _BOM
 from plankton_stream.formats.cyz2json_layout import (
     image_stream,
     images_offset,
+    lexical_error,
     open_json,
     particle_stream,
     quote_non_finite,
+    stream_items,
 )
 from plankton_stream.formats.cyz2json_writer import JsonVariant, write  # noqa: F401 - format API
 from plankton_stream.imaging import image_size, sniff_image
@@ -77,14 +78,9 @@ def _read_header(path: Path) -> dict[str, Any]:
     try:
         return _header_pass(path, quoted=False)
     except FormatError as exc:
-        if not _lexical(exc.__cause__):
+        if not lexical_error(exc.__cause__):
             raise
         return _header_pass(path, quoted=True)
-
-
-def _lexical(exc: BaseException | None) -> bool:
-    """A tokeniser error (a bare NaN, say), not a cut-short file: worth one quoted re-read."""
-    return isinstance(exc, ijson.JSONError) and str(exc).startswith("lexical error")
 
 
 def _header_pass(path: Path, quoted: bool) -> dict[str, Any]:
@@ -269,7 +265,7 @@ def _index_images(path: Path, split: int | None) -> _ImageIndex:
     file = str(path)
     n = 0
     try:
-        for n, item in enumerate(_items(lambda: image_stream(path, split), "images.item"), start=1):
+        for n, item in enumerate(stream_items(lambda: image_stream(path, split), "images.item"), start=1):
             _index_one(index, item, file, n)
     except ijson.JSONError as exc:
         index.errors.append(ParticleError(
@@ -338,7 +334,8 @@ def _particles(path: Path, sample: Sample, cfg: IngestConfig) -> Iterator[Item]:
     seen: set[int] = set()
     last = None
     try:
-        for n, raw in enumerate(_items(lambda: particle_stream(path, split), "particles.item"), start=1):
+        raws = stream_items(lambda: particle_stream(path, split), "particles.item")
+        for n, raw in enumerate(raws, start=1):
             item = _particle(raw, n, sample, index, cfg, seen)
             last = item.particle_id if item.particle_id is not None else last
             yield item
@@ -349,24 +346,6 @@ def _particles(path: Path, sample: Sample, cfg: IngestConfig) -> Iterator[Item]:
     for pid in sorted(index.entries):
         yield ParticleError(file, "image for a particle that is not in the file", pid, dropped=False)
     index.spill.close()
-
-
-def _items(opener: Callable[[], IO[bytes]], prefix: str) -> Iterator[Any]:
-    """The objects under `prefix`, parsed as they stream. On a tokeniser error (a bare NaN),
-    the stream is parsed again through the quoting filter and the objects already yielded
-    are skipped; any other JSONError (a cut-short file) propagates."""
-    done = 0
-    try:
-        with opener() as f:
-            for obj in ijson.items(f, prefix, use_float=True):
-                done += 1
-                yield obj
-        return
-    except ijson.JSONError as exc:
-        if not _lexical(exc):
-            raise
-    with quote_non_finite(opener()) as f:
-        yield from itertools.islice(ijson.items(f, prefix, use_float=True), done, None)
 
 
 def _particle(raw: Any, n: int, sample: Sample, index: _ImageIndex, cfg: IngestConfig,

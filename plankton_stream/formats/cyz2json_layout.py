@@ -8,10 +8,13 @@ instead of each tokenising the whole file.
 from __future__ import annotations
 
 import io
+import itertools
 import mmap
 import re
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Callable, Iterator
+
+import ijson
 
 BOM = b"\xef\xbb\xbf"
 _IMAGES_KEY = re.compile(rb'^"images"\s*:\s*\[')
@@ -130,3 +133,26 @@ def quote_non_finite(stream: IO[bytes]) -> IO[bytes]:
     """`stream` with bare NaN / Infinity values quoted (the slow path, taken only after a
     file failed to parse)."""
     return io.BufferedReader(_QuotedNonFinite(stream))
+
+
+def lexical_error(exc: BaseException | None) -> bool:
+    """A tokeniser error (a bare NaN, say), not a cut-short file: worth one quoted re-read."""
+    return isinstance(exc, ijson.JSONError) and str(exc).startswith("lexical error")
+
+
+def stream_items(opener: Callable[[], IO[bytes]], prefix: str) -> Iterator[Any]:
+    """The objects under `prefix`, parsed as they stream. On a tokeniser error (a bare NaN),
+    the stream is parsed again through the quoting filter and the objects already yielded
+    are skipped; any other JSONError (a cut-short file) propagates."""
+    done = 0
+    try:
+        with opener() as f:
+            for obj in ijson.items(f, prefix, use_float=True):
+                done += 1
+                yield obj
+        return
+    except ijson.JSONError as exc:
+        if not lexical_error(exc):
+            raise
+    with quote_non_finite(opener()) as f:
+        yield from itertools.islice(ijson.items(f, prefix, use_float=True), done, None)
