@@ -1,9 +1,9 @@
 """The data model every reader produces and every stage consumes (numpy only, no behaviour
 beyond validation).
 
-A `Sample` is one measurement (one export file or CytoClus set); a `Particle` is one saved
-particle with its pulse profile, listmode parameters and, for a few, an image. Problems with
-single particles travel as `ParticleError` items beside the good particles, so nothing good
+A `Sample` is one measurement (one export file, or every CytoClus set of one sample); a
+`Particle` is one saved particle with its pulse profile, listmode parameters and, for a few,
+an image. Problems with single particles travel as `ParticleError` items beside the good particles, so nothing good
 is lost because of one bad row.
 """
 
@@ -32,14 +32,19 @@ class ImageRef:
 
 @dataclass(frozen=True)
 class Particle:
-    """One saved particle. `pulses` is (channels, samples) in mV, channels as in `channels`."""
+    """One saved particle. `pulses` is (channels, samples) in mV, channels as in `channels`,
+    or None when the export carries no pulses (operators often switch them off): such a
+    particle is classified from its image or, failing that, its listmode parameters.
+    `sets` names the export sets (operators' gates) the particle belongs to, when known.
+    """
 
     sample_id: str
     particle_id: int
     channels: tuple[str, ...]
-    pulses: np.ndarray
+    pulses: np.ndarray | None
     listmode: Mapping[str, float] = field(default_factory=dict)
     image: ImageRef | None = None
+    sets: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, int]:
@@ -88,6 +93,9 @@ class Sample:
     um_per_sample: float | None = None
     um_per_px: float | None = None
     background: bytes | None = None  # encoded camera background frame, if given
+    has_pulses: bool = True  # False: the export holds no pulse profiles at all
+    sets: tuple[str, ...] = ()  # export sets read together as this one measurement
+    volume_note: str = ""  # why analysed_volume_ul is None, when it is (for `denominator`)
     extra: Mapping[str, object] = field(default_factory=dict)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from plankton_stream.config import IngestConfig
 from plankton_stream.errors import FormatError
-from plankton_stream.formats import converter, cytoclus, cyz2json
+from plankton_stream.formats import converter, cytoclus, cytoclus_layout, cyz2json
 from plankton_stream.particles import Reading
 
 FORMATS = (cyz2json, cytoclus, converter)
@@ -24,19 +24,21 @@ def detect(path: str | Path):
             return fmt
     raise FormatError(
         f"{path}: not a CytoSense export this version reads (cyz2json .json, or a CytoClus "
-        f"set: _Info.txt/_Listmode.csv/_Pulses.csv); convert .cyz files with the converter hook"
+        f"export: a folder or file of <sample>[_<set>]_Listmode.csv / _Pulses.csv with their "
+        f"_Images, _Info.txt and Settings/); convert .cyz files with the converter hook"
     )
 
 
 def find_exports(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """Each readable export in `folder` once: cyz2json files, and one path per CytoClus set
-    (its Pulses.csv). Sidecars and other files are ignored."""
+    """Each readable export in `folder` once: cyz2json files, and one path per CytoClus
+    measurement (its identity file, see `cytoclus_layout`; all its sets are read through
+    it). Sidecars and other files are ignored."""
     folder = Path(folder)
     dirs = [folder] + (sorted(p for p in folder.rglob("*") if p.is_dir()) if recursive else [])
     found: list[Path] = []
     for d in dirs:
         found += [p for p in sorted(d.glob("*.json")) if cyz2json.sniff(p)]
-        found += [s.pulses for s in cytoclus.find_sets(d)]
+        found += [m.identity for m in cytoclus_layout.find_measurements(d)]
     return found
 
 

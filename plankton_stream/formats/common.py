@@ -59,10 +59,11 @@ def make_particle(
     image: ImageRef | None,
     cfg: IngestConfig,
     row: int | None = None,
+    sets: tuple[str, ...] = (),
 ) -> Particle | ParticleError:
     """Validate raw pulses and build the particle, or say why it cannot be used."""
     limits = cfg.pulses
     reason = check_pulses(pulses, channels, limits.min_mv, limits.max_mv, limits.max_samples)
     if reason is not None:
         return ParticleError(file, reason, particle_id=particle_id, row=row)
-    return Particle(sample_id, particle_id, channels, pulses, dict(listmode), image)
+    return Particle(sample_id, particle_id, channels, pulses, dict(listmode), image, sets)

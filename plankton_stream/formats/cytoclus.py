@@ -1,316 +1,304 @@
-"""CytoClus export sets: `<prefix>_Info.txt`, `<prefix>[_<Set>]_Listmode.csv`,
-`<prefix>[_<Set>]_Pulses.csv` and `<prefix>[_<Set>]_Images/` (or `.zip`).
+"""CytoClus exports: every set of one sample in one folder, read as one measurement.
 
-A set is addressed by its folder or by any of its files. Pulses.csv is long format: each
-particle's samples, then two all-zero separator rows whose id is 0 - and 0 is also a real
-particle id - so blocks are split with Listmode's `Sample Length` (number of samples) and the
-all-zero rows together, never by id alone. Malformed rows are skipped and reported.
+A measurement (`cytoclus_layout`) is `<prefix>[_<Set>]_Listmode.csv`, `_Pulses.csv` and
+`_Images/` (or `.zip`) for each exported set, plus optional `<prefix>_Info.txt` and
+`Settings/`. Sets are subsets of the sample, so each particle is yielded once, keyed by its
+id, with `sets` = every set that lists it, pulses from whichever set's Pulses.csv has them
+(None when no set exported pulses for it), listmode parameters merged across sets (each set
+may export other columns) and its image from any set's images (they are the same crops).
+
+Exports without `_Info.txt` take time and serial from the file name, the Settings/ folder and
+one crop's EXIF; their analysed volume is unknown (None, with `volume_note`), never guessed.
+Malformed rows are skipped and reported; nothing about one particle fails the read.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
 from plankton_stream.config import IngestConfig
 from plankton_stream.errors import FormatError
-from plankton_stream.formats import cytoclus_csv as csvx
-from plankton_stream.formats.cytoclus_info import read_info
-from plankton_stream.formats.cytoclus_images import ImageStore
+from plankton_stream.formats import cytoclus_layout as layout
+from plankton_stream.formats.common import date_from_name, make_particle
+from plankton_stream.formats.cytoclus_csv import Dialect
+from plankton_stream.formats.cytoclus_images import CropMetadata, Images, crop_metadata
+from plankton_stream.formats.cytoclus_info import Info, read_info
+from plankton_stream.formats.cytoclus_listmode import listmode_channels, read_listmode
+from plankton_stream.formats.cytoclus_pulses import Block, block_ids, iter_blocks, pulse_channels
+from plankton_stream.formats.cytoclus_settings import Settings, read_settings
 from plankton_stream.formats.cytoclus_writer import write  # noqa: F401 - format API
-from plankton_stream.formats.common import make_particle
-from plankton_stream.particles import ImageRef, Item, ParticleError, Reading, Sample
+from plankton_stream.particles import ImageRef, Item, Particle, ParticleError, Reading, Sample
 
 NAME = "cytoclus"
-_KINDS = ("_Listmode.csv", "_Pulses.csv")
-_DATED = re.compile(r"^(.*\d{4}-\d{2}-\d{2}[ _]\d{1,2}[hu]\d{2})(?:_(.+))?$")
-
-
-@dataclass(frozen=True)
-class ClusSet:
-    """The files of one CytoClus export set (any may be missing but Pulses)."""
-
-    folder: Path
-    prefix: str  # "<protocol> YYYY-MM-DD HHhMM"
-    set_name: str | None
-    pulses: Path
-    listmode: Path | None
-    info: Path | None
-    images: Path | None  # folder or zip
-
-    @property
-    def sample_id(self) -> str:
-        return self.prefix if not self.set_name else f"{self.prefix}_{self.set_name}"
-
-    @property
-    def files(self) -> tuple[Path, ...]:
-        return tuple(p for p in (self.pulses, self.listmode, self.info, self.images) if p)
+NO_INFO_VOLUME = "no _Info.txt in the export: analysed volume unknown"
+INFO_NO_VOLUME = "_Info.txt states no analysed volume"
 
 
 def sniff(path: Path) -> bool:
-    """A folder holding a set, or any file (or image folder/zip) of a set."""
+    """A folder holding a measurement, or any file (or image folder/zip) of one."""
     try:
-        return bool(find_sets(path)) if path.is_dir() and not _is_images(path) else bool(_owner(path))
+        if path.is_dir() and not layout.is_image_store(path):
+            return bool(layout.find_measurements(path))
+        return layout.owner(path) is not None
     except OSError:
         return False
 
 
 def read(path: str | Path, cfg: IngestConfig) -> Reading:
-    clus = resolve(Path(path))
-    sample = _sample(clus, cfg)
-    return Reading(sample, _particles(clus, sample, cfg))
-
-
-# --------------------------------------------------------------------------- discovery
-
-
-def find_sets(folder: Path) -> list[ClusSet]:
-    """Every set in `folder` (not recursive), sorted by name."""
-    names = {p.name: p for p in folder.iterdir()}
-    infos = sorted((n[: -len("_Info.txt")] for n in names if n.endswith("_Info.txt")),
-                   key=len, reverse=True)
-    bases = sorted({n[: -len(k)] for n in names for k in _KINDS if n.endswith(k)})
-    sets = []
-    for base in bases:
-        pulses = names.get(base + "_Pulses.csv")
-        if pulses is None:
-            continue
-        prefix, set_name = _split_base(base, infos)
-        info = names.get(prefix + "_Info.txt")
-        images = next((names[n] for n in (base + "_Images", base + "_Images.zip",
-                                          prefix + "_Images", prefix + "_Images.zip") if n in names), None)
-        sets.append(ClusSet(folder, prefix, set_name, pulses, names.get(base + "_Listmode.csv"),
-                            info, images))
-    return sets
-
-
-def _split_base(base: str, infos: list[str]) -> tuple[str, str | None]:
-    for prefix in infos:  # longest first
-        if base == prefix:
-            return prefix, None
-        if base.startswith(prefix + "_"):
-            return prefix, base[len(prefix) + 1:]
-    m = _DATED.match(base)
-    return (m.group(1), m.group(2)) if m else (base, None)
-
-
-def _is_images(path: Path) -> bool:
-    return path.name.endswith("_Images") or path.name.endswith("_Images.zip")
-
-
-def _owner(path: Path) -> ClusSet | None:
-    """The set a file (or image folder) belongs to."""
-    folder = path.parent
-    if not folder.is_dir():
-        return None
-    for clus in find_sets(folder):
-        if path in clus.files or (path.name.endswith("_Info.txt") and path == clus.info):
-            return clus
-    return None
-
-
-def resolve(path: Path) -> ClusSet:
-    """The one set `path` designates: a set's folder, or any file of it."""
-    if not path.exists():
-        raise FormatError(f"{path}: no such file or directory")
-    if path.is_dir() and not _is_images(path):
-        sets = find_sets(path)
-        if len(sets) == 1:
-            return sets[0]
-        if not sets:
-            raise FormatError(f"{path}: no CytoClus set here (no *_Pulses.csv)")
-        listing = "; ".join(s.pulses.name for s in sets)
-        raise FormatError(f"{path}: holds {len(sets)} CytoClus sets ({listing}); "
-                          f"name one of their files instead")
-    clus = _owner(path)
-    if clus is None:
-        raise FormatError(f"{path}: not part of a CytoClus set (no matching *_Pulses.csv beside it)")
-    return clus
+    export = _open(layout.resolve(Path(path)))
+    sample = _sample(export)
+    return Reading(sample, _particles(export, sample, cfg))
 
 
 # --------------------------------------------------------------------------- sample
 
 
-def _sample(clus: ClusSet, cfg: IngestConfig) -> Sample:
-    info = read_info(clus.info, clus.prefix) if clus.info else None
-    with csvx.open_text(clus.pulses) as f:
-        columns, _ = csvx.read_header(f, clus.pulses)
-    id_col = csvx.id_column(columns, clus.pulses)
-    channels = tuple(c for i, c in enumerate(columns) if i != id_col)
-    imaged = 0
-    if clus.images:
-        store = ImageStore.open(clus.images)
-        imaged = len(store)
-        store.close()
+@dataclass(frozen=True)
+class _Export:
+    """A measurement and what its side files and headers say, before any particle."""
+
+    whole: layout.Measurement  # as found: identity and files (the watcher's, quarantine's)
+    m: layout.Measurement  # what is read: without set files left out
+    settings: Settings | None
+    info: Info | None
+    dialect: Dialect | None  # stated by Export settings.xml
+    pulse_channels: tuple[str, ...]  # of the first Pulses.csv
+    listmode_channels: tuple[str, ...]  # union over the sets, first appearance
+    imaged: int
+    crop: CropMetadata
+    notes: tuple[str, ...]
+    skipped: tuple[ParticleError, ...]  # set files left out (no usable header)
+    channels: dict[Path, tuple[str, ...]]  # each set file's channels, as written
+
+
+def _open(whole: layout.Measurement) -> _Export:
+    settings = read_settings(whole.settings) if whole.settings else None
+    dialect = settings.dialect if settings else None
+    notes = list(settings.notes) if settings else []
+    m, channels, skipped = _headers(whole, dialect)
+    firsts = [channels[s.pulses] for s in m.sets if s.pulses]
+    if any(c != firsts[0] for c in firsts[1:]):
+        notes.append("the sets' Pulses.csv files have different channels; each particle "
+                     "keeps the channels of the file its pulses came from")
+    lm_channels: dict[str, None] = {}
+    for s in m.sets:
+        if s.listmode:
+            lm_channels.update(dict.fromkeys(channels[s.listmode]))
+    if settings and settings.pulses_exported and not firsts:
+        notes.append("Export settings.xml says pulses were exported, but there is no "
+                     "_Pulses.csv (still being copied?)")
+    images = Images.open(m.images)
+    try:
+        imaged, crop_bytes = len(images), images.first_crop()
+    finally:
+        images.close()
+    info = read_info(m.info, m.prefix) if m.info else None
+    crop = crop_metadata(crop_bytes) if crop_bytes is not None else CropMetadata()
+    return _Export(whole, m, settings, info, dialect, firsts[0] if firsts else (),
+                   tuple(lm_channels), imaged, crop, tuple(notes), skipped, channels)
+
+
+def _headers(m: layout.Measurement, dialect: Dialect | None
+             ) -> tuple[layout.Measurement, dict[Path, tuple[str, ...]], tuple[ParticleError, ...]]:
+    """Every set file's channels. A file without a usable header (empty, no id column) is
+    left out and reported, so one broken set does not cost the others; with none left the
+    measurement cannot be read."""
+    channels: dict[Path, tuple[str, ...]] = {}
+    skipped: list[ParticleError] = []
+    sets = []
+    for s in m.sets:
+        for path, read_header in ((s.listmode, listmode_channels), (s.pulses, pulse_channels)):
+            if path is None:
+                continue
+            try:
+                channels[path] = read_header(path, dialect)
+            except FormatError as exc:
+                skipped.append(ParticleError(str(path), f"file left out: {exc}", dropped=False))
+        kept = replace(s, listmode=s.listmode if s.listmode in channels else None,
+                       pulses=s.pulses if s.pulses in channels else None)
+        if kept.listmode or kept.pulses:
+            sets.append(kept)
+    if not sets:
+        raise FormatError("; ".join(e.reason.removeprefix("file left out: ") for e in skipped))
+    return replace(m, sets=tuple(sets)), channels, tuple(skipped)
+
+
+def _start(ex: _Export) -> tuple[datetime | None, str]:
+    """The measurement's start and where it came from (Info, crop EXIF, file name)."""
+    if ex.info is not None and ex.info.raw.get("measurement date") and ex.info.start:
+        return ex.info.start, "_Info.txt"
+    if ex.crop.start is not None:
+        return ex.crop.start, "crop EXIF"
+    return date_from_name(ex.m.prefix), "file name"
+
+
+def _sample(ex: _Export) -> Sample:
+    info, settings, m = ex.info, ex.settings, ex.m
+    start, start_source = _start(ex)
+    has_pulses = any(s.pulses for s in m.sets)
+    volume = info.volume_ul if info else None
+    note = "" if volume is not None else (INFO_NO_VOLUME if info else NO_INFO_VOLUME)
+    serial = (info.serial if info else "") or (settings.serial if settings else "") or ex.crop.serial
     return Sample(
-        sample_id=clus.sample_id,
-        path=str(clus.pulses),
+        sample_id=m.prefix,
+        path=str(ex.whole.identity),
         format=NAME,
-        channels=channels,
+        channels=ex.pulse_channels if has_pulses else ex.listmode_channels,
         instrument_name=info.instrument if info else "",
-        instrument_serial=info.serial if info else "",
-        start=info.start if info else None,
+        instrument_serial=serial,
+        start=start,
         duration_s=info.duration_s if info else None,
         pumped_volume_ul=None,
-        analysed_volume_ul=info.volume_ul if info else None,
+        analysed_volume_ul=volume,
         triggered=info.total_particles if info else None,
         saved=info.saved_particles if info else None,
-        imaged=imaged,
-        um_per_sample=info.um_per_sample if info else None,
-        um_per_px=None,
+        imaged=ex.imaged,
+        um_per_sample=(settings.um_per_sample if settings else None)
+        or (info.um_per_sample if info else None),
+        um_per_px=settings.um_per_px if settings else None,
         background=None,
-        extra={"set": clus.set_name, "info": info.raw if info else {},
-               "files": [str(p) for p in clus.files]},
+        has_pulses=has_pulses,
+        sets=tuple(s.name for s in m.sets),
+        volume_note=note,
+        extra={"info": info.raw if info else {}, "files": [str(p) for p in ex.whole.files],
+               "settings": settings.summary() if settings else {},
+               "listmode_channels": list(ex.listmode_channels), "start_source": start_source,
+               "crop_exif": dict(ex.crop.raw), "notes": list(ex.notes)},
     )
 
 
 # --------------------------------------------------------------------------- particles
 
 
-@dataclass(frozen=True)
-class _Listmode:
-    rows: dict[int, tuple[int, dict[str, float]]]  # id -> (line, parameters)
+@dataclass
+class _Lists:
+    """The sets' listmode rows merged by particle id."""
+
+    params: dict[int, dict[str, float]]
+    first: dict[int, int]  # id -> line in the first Listmode that lists it
+    members: dict[str, set[int] | None]  # set -> ids; None: every particle (one set only)
+    order: list[int]  # ids in order of first appearance
     errors: list[ParticleError]
 
 
-def _read_listmode(path: Path | None, keep_parameters: bool = True) -> _Listmode:
-    rows: dict[int, tuple[int, dict[str, float]]] = {}
-    errors: list[ParticleError] = []
-    if path is None:
-        return _Listmode(rows, errors)
-    with csvx.open_text(path) as f:
-        columns, dialect = csvx.read_header(f, path)
-        id_col = csvx.id_column(columns, path)
-        names = _listmode_names(columns)
-        for block in csvx.iter_rows(f, len(columns), dialect):
-            if isinstance(block, csvx.BadRow):
-                errors.append(ParticleError(str(path), f"malformed listmode row: {block.reason}",
-                                            row=block.line, dropped=False))
-                continue
-            for values, line in zip(block.values, block.lines.tolist()):
-                pid = int(values[id_col])
-                params = ({n: float(v) for n, v in zip(names, values) if n} if keep_parameters else
-                          {n: float(v) for n, v in zip(names, values) if n == "sample_count"})
-                rows.setdefault(pid, (line, params))
-    return _Listmode(rows, errors)
-
-
-def _listmode_names(columns: list[str]) -> list[str]:
-    names = []
-    for col, split in zip(columns, csvx.split_listmode_header(columns)):
-        low = col.strip().lower()
-        if low == "sample length":  # per particle: the number of pulse samples
-            names.append("sample_count")
-        elif low == "arrival time":
-            names.append("arrival_time")
-        elif split:
-            names.append(f"{split[0]}.{split[1]}")
-        else:
-            names.append("")
-    return names
-
-
-def _particles(clus: ClusSet, sample: Sample, cfg: IngestConfig) -> Iterator[Item]:
-    listmode = _read_listmode(clus.listmode, cfg.listmode)
-    yield from listmode.errors
-    store = ImageStore.open(clus.images) if clus.images else None
-    try:
-        yield from _particle_stream(clus, sample, cfg, listmode, store)
-    finally:
-        if store is not None:
-            store.close()
-
-
-def _particle_stream(clus: ClusSet, sample: Sample, cfg: IngestConfig, listmode: _Listmode,
-                     store: ImageStore | None) -> Iterator[Item]:
-    file = str(clus.pulses)
-    seen: set[int] = set()
-    with csvx.open_text(clus.pulses) as f:
-        columns, dialect = csvx.read_header(f, clus.pulses)
-        id_col = csvx.id_column(columns, clus.pulses)
-        data_cols = [i for i in range(len(columns)) if i != id_col]
-        lengths = {pid: int(p.get("sample_count", 0)) for pid, (_, p) in listmode.rows.items()}
-        for block in _blocks(csvx.iter_rows(f, len(columns), dialect), id_col, lengths):
-            if isinstance(block, csvx.BadRow):
-                yield ParticleError(file, f"malformed pulse row: {block.reason}", row=block.line,
-                                    dropped=False)
-                continue
-            pid, line, rows = block
-            image = None
-            if store is not None and pid not in seen:
-                image, note = store.get(pid, sample.um_per_px)
-                if note:
-                    yield ParticleError(str(clus.images), note, pid, dropped=False)
-            params = listmode.rows.get(pid, (0, {}))[1]
-            yield _particle(pid, line, rows[:, data_cols].T, params, image, sample, seen, cfg)
-    for pid in sorted(set(listmode.rows) - seen):
-        yield ParticleError(file, "in Listmode but has no pulses in Pulses.csv", pid,
-                            row=listmode.rows[pid][0])
-    if store is not None:
-        for pid in store.unclaimed(seen):
-            yield ParticleError(str(clus.images), "image for a particle that is not in the set",
-                                pid, dropped=False)
-        for note in store.errors:
-            yield ParticleError(str(clus.images), note, dropped=False)
-
-
-def _particle(pid: int, line: int, pulses: np.ndarray, params: dict[str, float],
-              image: ImageRef | None, sample: Sample, seen: set[int], cfg: IngestConfig) -> Item:
-    file = sample.path
-    if pid in seen:
-        return ParticleError(file, "second pulse block for the same particle id ignored", pid, line)
-    seen.add(pid)
-    expected = params.get("sample_count")
-    if expected and int(expected) != pulses.shape[1]:
-        return ParticleError(file, f"{pulses.shape[1]} pulse rows but Listmode says "
-                                   f"{int(expected)} samples (truncated file?)", pid, line)
-    return make_particle(file, sample.sample_id, pid, sample.channels,
-                         np.ascontiguousarray(pulses, dtype=np.float32), params, image, cfg, line)
-
-
-def _blocks(rows: Iterator[csvx.Rows | csvx.BadRow], id_col: int, lengths: dict[int, int]
-            ) -> Iterator[tuple[int, int, np.ndarray] | csvx.BadRow]:
-    """Split long-format pulse rows into (particle id, first line, rows) blocks.
-
-    A block ends when it reaches its Listmode length, at an all-zero row (when its length is
-    unknown or reached), or when the id changes. After a block, up to two all-zero rows are
-    separators; a further all-zero row is data of a real particle 0.
-    """
-    pid, first, separators, n_cur = -1, 0, 0, 0
-    parts: list[np.ndarray] = []  # pieces of the current block from earlier chunks
-
-    def close(piece: np.ndarray) -> tuple[int, int, np.ndarray]:
-        parts.append(piece)
-        block = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        parts.clear()
-        return pid, first, block
-
-    for chunk in rows:
-        if isinstance(chunk, csvx.BadRow):
-            yield chunk
+def _read_lists(ex: _Export, cfg: IngestConfig) -> _Lists:
+    """Every set's Listmode. With `cfg.listmode` off and pulses in every set, only what the
+    reader needs (the sample count); otherwise everything, since particles without pulses
+    are classified from their listmode."""
+    lean = not cfg.listmode and all(s.pulses for s in ex.m.sets)
+    only = frozenset({"sample_count"}) if lean else None
+    lists = _Lists({}, {}, {}, [], [])
+    for s in ex.m.sets:
+        if not s.listmode:
             continue
-        vals, lines = chunk.values, chunk.lines.tolist()
-        ids = vals[:, id_col].astype(np.int64).tolist()
-        zero = (~vals.any(axis=1)).tolist()
-        start = 0
-        for i, (rid, z) in enumerate(zip(ids, zero)):
-            if n_cur and (rid != pid or (z and n_cur >= lengths.get(pid, 1))):
-                yield close(vals[start:i])
-                n_cur, separators = 0, 2
-            if not n_cur:
-                if z and separators:
-                    separators -= 1
-                    continue
-                pid, first, separators, start = rid, lines[i], 0, i
-            n_cur += 1
-            if n_cur == lengths.get(pid, -1):
-                yield close(vals[start:i + 1])
-                n_cur, separators = 0, 2
-        if n_cur:
-            parts.append(vals[start:])
-    if n_cur:  # the file ended inside a block (truncated): the caller checks its length
-        yield close(parts.pop())
+        lm = read_listmode(s.listmode, ex.dialect, only)
+        lists.errors += lm.errors
+        lists.members[s.name] = set(lm.rows)
+        for pid, (line, params) in lm.rows.items():
+            known = lists.params.get(pid)
+            if known is None:  # the first set listing it: its dict as is
+                lists.params[pid], lists.first[pid] = params, line
+                lists.order.append(pid)
+            else:
+                for key, value in params.items():
+                    known.setdefault(key, value)
+    lengths = _lengths(lists)
+    for s in ex.m.sets:
+        if s.listmode is None and s.pulses is not None:  # membership only from its pulses
+            several = len(ex.m.sets) > 1
+            lists.members[s.name] = block_ids(s.pulses, ex.dialect, lengths) if several else None
+    return lists
+
+
+def _lengths(lists: _Lists) -> dict[int, int]:
+    return {pid: int(p["sample_count"]) for pid, p in lists.params.items() if p.get("sample_count")}
+
+
+def _sets_of(pid: int, ex: _Export, lists: _Lists, read_from: str = "") -> tuple[str, ...]:
+    """The sets listing `pid`, and the set whose Pulses.csv it was read from."""
+    return tuple(s.name for s in ex.m.sets if s.name == read_from
+                 or (ids := lists.members.get(s.name, set())) is None or pid in ids)
+
+
+def _particles(ex: _Export, sample: Sample, cfg: IngestConfig) -> Iterator[Item]:
+    yield from ex.skipped
+    lists = _read_lists(ex, cfg)
+    yield from lists.errors
+    images = Images.open(ex.m.images)
+    try:
+        done: set[int] = set()
+        lengths = _lengths(lists)
+        for s in ex.m.sets:
+            listed = lists.members.get(s.name)
+            if s.pulses and not (s.listmode and listed is not None and listed <= done):
+                # (a set whose particles all came with an earlier set's pulses is not re-read)
+                yield from _pulsed(s.name, s.pulses, ex, sample, lists, lengths, images, done, cfg)
+        yield from _unpulsed(ex, sample, lists, images, done)
+        for pid in images.unclaimed(done | set(lists.order)):
+            yield ParticleError(str(ex.m.folder), "image for a particle that is in no set of "
+                                                  "the export", pid, dropped=False)
+        for root, note in images.errors:
+            yield ParticleError(str(root), note, dropped=False)
+    finally:
+        images.close()
+
+
+def _image(pid: int, sample: Sample, images: Images) -> tuple[ImageRef | None, list[Item]]:
+    image, notes = images.get(pid, sample.um_per_px)
+    return image, [ParticleError(str(root), note, pid, dropped=False) for root, note in notes]
+
+
+def _pulsed(set_name: str, path: Path, ex: _Export, sample: Sample, lists: _Lists,
+            lengths: dict[int, int], images: Images, done: set[int], cfg: IngestConfig
+            ) -> Iterator[Item]:
+    """The particles of one set's Pulses.csv not already read from an earlier set's."""
+    file, here, channels = str(path), set(), ex.channels[path]
+    for block in iter_blocks(path, ex.dialect, lengths):
+        if not isinstance(block, Block):
+            yield ParticleError(file, f"malformed pulse row: {block.reason}", row=block.line,
+                                dropped=False)
+            continue
+        pid = block.pid
+        if pid in here:
+            yield ParticleError(file, "second pulse block for the same particle id ignored",
+                                pid, block.line)
+            continue
+        here.add(pid)
+        if pid in done:  # the same particle in an earlier set's Pulses.csv
+            continue
+        done.add(pid)
+        params = lists.params.get(pid, {})
+        expected = params.get("sample_count")
+        if expected and int(expected) != block.pulses.shape[1]:
+            yield ParticleError(file, f"{block.pulses.shape[1]} pulse rows but Listmode says "
+                                      f"{int(expected)} samples (truncated file?)", pid, block.line)
+            continue
+        image, notes = _image(pid, sample, images)
+        yield from notes
+        if not cfg.listmode:  # only what the reader itself needs
+            params = {k: v for k, v in params.items() if k == "sample_count"}
+        yield make_particle(file, sample.sample_id, pid, channels, block.pulses, params, image,
+                            cfg, block.line, _sets_of(pid, ex, lists, set_name))
+
+
+def _unpulsed(ex: _Export, sample: Sample, lists: _Lists, images: Images, done: set[int]
+              ) -> Iterator[Item]:
+    """Listmode particles no Pulses.csv had: kept without pulses when none of their sets
+    exported pulses; reported when one did (the file is cut short or inconsistent)."""
+    pulsed_sets = {s.name: s.pulses for s in ex.m.sets if s.pulses}
+    for pid in lists.order:
+        if pid in done:
+            continue
+        sets = _sets_of(pid, ex, lists)
+        claimed = next((pulsed_sets[n] for n in sets if n in pulsed_sets), None)
+        if claimed is not None:
+            yield ParticleError(str(claimed), "in Listmode but has no pulses in Pulses.csv", pid,
+                                row=lists.first[pid])
+            continue
+        image, notes = _image(pid, sample, images)
+        yield from notes
+        yield Particle(sample.sample_id, pid, ex.listmode_channels, None,
+                       dict(lists.params[pid]), image, sets)

@@ -1,13 +1,16 @@
 """Delimited text as CytoClus writes it: both locales, BOM, CRLF, malformed rows.
 
 CytoClus writes either `,`-delimited text with `.` decimals or `;`-delimited text with `,`
-decimals (European locales), UTF-8 with or without a BOM. Rows are parsed in chunks through
-numpy's C parser; a chunk that fails is re-parsed line by line so that one malformed row
-costs that row only, and is reported with its line number.
+decimals (European locales; there `.` may group thousands: `1.234.567,89`), UTF-8 with or
+without a BOM. A `Settings/Export settings.xml` states the locale; without it the header
+line tells. Rows are parsed in chunks through numpy's C parser; a chunk that fails is
+re-parsed line by line so that one malformed row costs that row only, and is reported with
+its line number. Quoted fields (a spreadsheet's `"1,234.5"`) take a slower csv-module path.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass
 from itertools import islice
@@ -39,6 +42,7 @@ LISTMODE_PARAMS = {
     "SWS covariance": "sws_covariance",
 }
 _SUFFIXES = sorted(LISTMODE_PARAMS, key=len, reverse=True)
+_PARTICLE_COLUMNS = {"particle id", "id", "sample length", "arrival time"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,15 @@ def open_text(path: Path) -> IO[str]:
     return open(path, encoding="utf-8-sig", errors="replace", newline=None)
 
 
+def choose_dialect(header: str, stated: Dialect | None = None) -> Dialect:
+    """The stated dialect (Export settings.xml) unless the header plainly uses another
+    separator (the Settings/ folder may be left over from another export)."""
+    sniffed = sniff_dialect(header)
+    if stated is not None and (stated.sep in header or sniffed.sep not in header):
+        return stated
+    return sniffed
+
+
 def sniff_dialect(header: str) -> Dialect:
     """The locale from the header line: `;` separated means decimal commas."""
     if header.count(";") > header.count(","):
@@ -77,35 +90,85 @@ def sniff_dialect(header: str) -> Dialect:
     return Dialect(",", False)
 
 
-def read_header(f: IO[str], path: Path) -> tuple[list[str], Dialect]:
+def read_header(f: IO[str], path: Path, stated: Dialect | None = None
+                ) -> tuple[list[str], Dialect]:
+    """Column names and the file's dialect (`stated` by the export's settings, if any)."""
     header = f.readline()
     if not header.strip():
         raise FormatError(f"{path}: empty file or no header line (still being written?)")
-    dialect = sniff_dialect(header)
-    return [h.strip().lstrip("\ufeff") for h in header.rstrip("\r\n").split(dialect.sep)], dialect
+    dialect = choose_dialect(header, stated)
+    fields = next(csv.reader([header.rstrip("\r\n")], delimiter=dialect.sep))
+    return [h.strip().lstrip("\ufeff") for h in fields], dialect
+
+
+class _Dots:
+    """What `.` means in a decimal-comma file, decided once per file from the first chunk
+    that has one: thousands grouping (`1.234.567,89`) when every dot is followed by exactly
+    three digits, else a decimal point (files that mix the locales exist)."""
+
+    _GROUPING = re.compile(r"(?<=\d)\.(?=\d{3}(?!\d))")
+
+    def __init__(self) -> None:
+        self.grouping: bool | None = None
+
+    def decide(self, chunk: list[str]) -> None:
+        if self.grouping is None:
+            text = "".join(chunk)
+            dots = text.count(".")
+            if dots:
+                self.grouping = len(self._GROUPING.findall(text)) == dots
 
 
 def iter_rows(f: IO[str], ncols: int, dialect: Dialect, first_line: int = 2
               ) -> Iterator[Rows | BadRow]:
     """Numeric rows in chunks; rows that do not parse come out as `BadRow`."""
-    line_no = first_line
+    line_no, dots = first_line, _Dots()
     while True:
         chunk = list(islice(f, CHUNK_ROWS))
         if not chunk:
             return
-        yield from _parse_chunk(chunk, ncols, dialect, line_no)
+        if dialect.decimal_comma:
+            dots.decide(chunk)
+        yield from _parse_chunk(chunk, ncols, dialect, line_no, bool(dots.grouping))
         line_no += len(chunk)
 
 
-def _normalise(line: str, dialect: Dialect) -> str:
+def _number_text(text: str, dialect: Dialect, grouping: bool) -> str:
+    """A field or a whole line in the C locale (`.` decimals, no grouping)."""
     if dialect.decimal_comma:
-        line = line.replace(",", ".")
-    return line.strip()
+        return (text.replace(".", "") if grouping else text).replace(",", ".")
+    return text
 
 
-def _parse_chunk(chunk: list[str], ncols: int, dialect: Dialect, line_no: int
-                 ) -> Iterator[Rows | BadRow]:
-    text = [_normalise(line, dialect) for line in chunk]
+def _unquote(line: str, dialect: Dialect, grouping: bool) -> str:
+    """A line with quoted fields re-joined unquoted, grouping marks dropped inside fields."""
+    fields = next(csv.reader([line], delimiter=dialect.sep), [])
+    if not dialect.decimal_comma:
+        fields = [f.replace(",", "") for f in fields]
+    return dialect.sep.join(_number_text(f.strip(), dialect, grouping) for f in fields)
+
+
+def _normalise(line: str, dialect: Dialect, grouping: bool) -> str:
+    line = line.strip()
+    if '"' in line:
+        return _unquote(line, dialect, grouping)
+    return _number_text(line, dialect, grouping)
+
+
+def _normalise_chunk(chunk: list[str], dialect: Dialect, grouping: bool) -> list[str]:
+    """The lines in the C locale; whole-chunk decisions keep the common case fast."""
+    if any('"' in line for line in chunk):
+        return [_normalise(line, dialect, grouping) for line in chunk]
+    if not dialect.decimal_comma:
+        return [line.strip() for line in chunk]
+    if grouping:
+        return [line.replace(".", "").replace(",", ".").strip() for line in chunk]
+    return [line.replace(",", ".").strip() for line in chunk]
+
+
+def _parse_chunk(chunk: list[str], ncols: int, dialect: Dialect, line_no: int,
+                 grouping: bool = False) -> Iterator[Rows | BadRow]:
+    text = _normalise_chunk(chunk, dialect, grouping)
     keep = [i for i, t in enumerate(text) if t]
     try:
         values = np.loadtxt([text[i] for i in keep], delimiter=dialect.sep, dtype=np.float64,
@@ -136,12 +199,24 @@ def split_listmode_header(columns: list[str]) -> list[tuple[str, str] | None]:
     out: list[tuple[str, str] | None] = []
     for col in columns:
         hit = None
+        if col.strip().lower() in _PARTICLE_COLUMNS:
+            out.append(None)
+            continue
         for suffix in _SUFFIXES:
             if col.endswith(" " + suffix):
                 hit = (col[: -len(suffix) - 1].strip(), LISTMODE_PARAMS[suffix])
                 break
         out.append(hit)
     return out
+
+
+def listmode_channels(columns: list[str]) -> tuple[str, ...]:
+    """The channels a listmode header has parameters for, as written, in header order."""
+    seen: dict[str, None] = {}
+    for split in split_listmode_header(columns):
+        if split:
+            seen.setdefault(split[0], None)
+    return tuple(seen)
 
 
 def id_column(columns: list[str], path: Path) -> int:

@@ -1,20 +1,29 @@
-"""The images of a CytoClus set: a folder or a zip of `<prefix>_Cropped_<id>.jpg` crops and
-`<prefix>_Uncropped_<id>.jpg` full frames.
+"""The images of a CytoClus export: folders or zips of `<prefix>_Cropped_<id>.jpg` crops and
+`<prefix>_Uncropped_<id>.jpg` full frames, one per exported set (the same crops again).
 
 Files are indexed by name once and read only when their particle is read. Junk that real
 exports carry (`__MACOSX/`, `._*` resource forks, `.DS_Store`) is ignored; a file that is not
-an image (by its magic bytes) is reported and the particle is kept without it.
+an image (by its magic bytes) is reported and the particle is kept without it. A crop's EXIF
+says when and on which instrument it was taken: the sample's time and serial when the export
+has no `_Info.txt` (`crop_metadata`, one crop's header only).
 """
 
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
 
 from plankton_stream.imaging import sniff_image
 from plankton_stream.particles import ImageRef
+
+_XP_COMMENT = 0x9C9C  # Windows XP comment, UTF-16-LE
+_IMAGE_DESCRIPTION = 270
 
 _NAME = re.compile(r"_(Cropped|Uncropped)_(\d+)\.(jpe?g|png|tiff?|bmp)$", re.IGNORECASE)
 _EXT_RANK = {"jpg": 0, "jpeg": 0, "png": 1, "tif": 2, "tiff": 2, "bmp": 3}
@@ -61,13 +70,22 @@ class ImageStore:
         if entry is None:
             return None, None
         name, full = entry
-        try:
-            data = self.zip.read(name) if self.zip else (self.root / name).read_bytes()
-        except (OSError, KeyError, zipfile.BadZipFile) as exc:
-            return None, f"cannot read image {name}: {exc}"
+        data, note = self._read(name)
+        if data is None:
+            return None, note
         if not sniff_image(data):
             return None, f"image file {name} is not an image ({len(data)} bytes)"
         return ImageRef(data, None, um_per_px, full), None
+
+    def peek(self, pid: int) -> tuple[bytes | None, str | None]:
+        """The raw bytes of a particle's image, leaving it in the index."""
+        return self._read(self.index[pid][0])
+
+    def _read(self, name: str) -> tuple[bytes | None, str | None]:
+        try:
+            return (self.zip.read(name) if self.zip else (self.root / name).read_bytes()), None
+        except (OSError, KeyError, zipfile.BadZipFile) as exc:
+            return None, f"cannot read image {name}: {exc}"
 
     def unclaimed(self, seen: set[int]) -> list[int]:
         """Ids of images whose particle was never read."""
@@ -88,3 +106,97 @@ def _index(names: list[str]) -> dict[int, tuple[str, bool]]:
         if pid not in best or rank < best[pid][0]:
             best[pid] = (rank, name, full)
     return {pid: (name, full) for pid, (_, name, full) in best.items()}
+
+
+@dataclass
+class Images:
+    """Several stores (one per set) as one: a particle's image from whichever has it."""
+
+    stores: list[ImageStore]
+
+    @classmethod
+    def open(cls, roots: tuple[Path, ...] | list[Path]) -> "Images":
+        return cls([ImageStore.open(r) for r in roots])
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.close()
+
+    def __len__(self) -> int:
+        return len(set().union(*(s.index for s in self.stores)))
+
+    def get(self, pid: int, um_per_px: float | None
+            ) -> tuple[ImageRef | None, list[tuple[Path, str]]]:
+        """The image, and (store, note) for copies that could not be used when no copy
+        could (a good copy in another set's folder wins). Every copy leaves the index."""
+        image, notes = None, []
+        for store in self.stores:
+            if pid not in store.index:
+                continue
+            if image is not None:
+                store.index.pop(pid)
+                continue
+            image, note = store.get(pid, um_per_px)
+            if note:
+                notes.append((store.root, note))
+        return image, ([] if image is not None else notes)
+
+    def unclaimed(self, seen: set[int]) -> list[int]:
+        return sorted(set().union(*(s.unclaimed(seen) for s in self.stores)))
+
+    @property
+    def errors(self) -> list[tuple[Path, str]]:
+        return [(s.root, e) for s in self.stores for e in s.errors]
+
+    def first_crop(self) -> bytes | None:
+        """The bytes of one crop (not a full frame), for its EXIF."""
+        for store in self.stores:
+            for pid, (_, full) in sorted(store.index.items()):
+                if not full:
+                    image, _ = store.peek(pid)
+                    if image is not None:
+                        return image
+        return None
+
+
+@dataclass(frozen=True)
+class CropMetadata:
+    """What a CytoClus crop's EXIF says about its sample."""
+
+    sample: str = ""  # ImageDescription "<sample> - <particle id>"
+    start: datetime | None = None  # XP comment "Date:", ISO with offset
+    serial: str = ""  # XP comment "CytoSense:"
+    raw: dict[str, str] = field(default_factory=dict)
+
+
+def crop_metadata(data: bytes) -> CropMetadata:
+    """Parse one crop's EXIF header (no pixel decoding); empty when there is none."""
+    try:
+        exif = Image.open(io.BytesIO(data)).getexif()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return CropMetadata()
+    desc = _text(exif.get(_IMAGE_DESCRIPTION))
+    comment = _text(exif.get(_XP_COMMENT), utf16=True)
+    raw = {}
+    for line in comment.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            raw.setdefault(key.strip().lower(), value.strip())
+    start = None
+    if raw.get("date"):
+        try:
+            start = datetime.fromisoformat(raw["date"].replace("Z", "+00:00"))
+        except ValueError:
+            start = None
+    sample = desc.rsplit(" - ", 1)[0].strip() if " - " in desc else desc.strip()
+    return CropMetadata(sample, start, raw.get("cytosense", ""), raw)
+
+
+def _text(value: object, utf16: bool = False) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (tuple, list)):
+        value = bytes(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-16-le" if utf16 else "utf-8", errors="replace").rstrip("\x00")
+    return str(value).rstrip("\x00")

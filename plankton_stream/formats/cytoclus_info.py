@@ -38,7 +38,7 @@ class Info:
     sensitivity: dict[str, float] = field(default_factory=dict)
 
 
-def _key(text: str) -> str:
+def norm_key(text: str) -> str:
     """Comparable key: lower case, micro/mu as 'u', no punctuation."""
     text = text.replace("\u03bc", "u").replace("\u00b5", "u").lower()
     return re.sub(r"[^a-z0-9]+", " ", text).strip()
@@ -62,31 +62,31 @@ def read_info(path: Path, prefix: str = "") -> Info:
         key, _, value = stripped.partition(":")
         value = value.strip()
         if stripped.startswith("- sensitivity level") and channels:
-            sensitivity[channels[-1]] = _number(value) or 0.0
+            sensitivity[channels[-1]] = leading_number(value) or 0.0
             continue
-        if re.fullmatch(r"channel \d+", _key(key)):
+        if re.fullmatch(r"channel \d+", norm_key(key)):
             name, is_trigger = re.subn(r"\s*-\s*TRIGGER\s*$", "", value)
             channels.append(name.strip())
             trigger = name.strip() if is_trigger else trigger
             continue
-        values.setdefault(_key(key), value)
-    core_speed = _number(values.get("core speed"))  # m/s
+        values.setdefault(norm_key(key), value)
+    core_speed = leading_number(values.get("core speed"))  # m/s
     return Info(
         raw=values, channels=tuple(channels), trigger_channel=trigger,
         instrument=values.get("instrument", ""),
         serial=values.get("serial", values.get("serial number", "")),
         start=_date(values.get("measurement date"), prefix),
-        duration_s=_number(values.get("measurement duration")),
-        volume_ul=_number(values.get("volume ul")),
+        duration_s=leading_number(values.get("measurement duration")),
+        volume_ul=leading_number(values.get("volume ul")),
         total_particles=_int(values.get("total number of particles")),
         saved_particles=_int(values.get("smart triggered number of particles")),
         um_per_sample=core_speed / SAMPLE_FREQUENCY_MHZ if core_speed else None,
-        flow_ul_per_s=_number(values.get("flow rate ul sec")),
+        flow_ul_per_s=leading_number(values.get("flow rate ul sec")),
         sensitivity=sensitivity,
     )
 
 
-def _number(text: str | None) -> float | None:
+def leading_number(text: str | None) -> float | None:
     if not text:
         return None
     m = re.match(r"-?[\d.,]+(?:[eE][-+]?\d+)?", text.strip())
@@ -100,7 +100,7 @@ def _number(text: str | None) -> float | None:
 
 
 def _int(text: str | None) -> int | None:
-    value = _number(text)
+    value = leading_number(text)
     return int(value) if value is not None else None
 
 

@@ -1,14 +1,18 @@
-"""Writing CytoClus export sets the way CytoClus does (for the simulator and fixtures).
+"""Writing CytoClus exports the way CytoClus does (for the simulator and fixtures).
 
-`ClusVariant` covers what differs between real exports: locale (`,`/`.` or `;`/`,`), BOM,
-a set name, images as a folder or a zip (optionally with the `__MACOSX` junk of zips made on
-a Mac), and the newer `Length(50%)` listmode column. Pulses are written with the shortest
-text that reads back to the same float32, so a round trip is exact.
+`ClusVariant` covers what differs between real exports: locale (`,`/`.` or `;`/`,`, with or
+without thousands grouping), BOM, the id header (`ID` in CytoClus 3), which sets are exported
+(each with its own Listmode, Pulses and `_Images/` copy of the same crops), whether Info and
+Pulses are there at all, the listmode parameters chosen (e.g. only `Total`), images as a
+folder or a zip (optionally with a Mac's `__MACOSX` junk), the CytoClus 4 `Settings/` folder,
+the overview mosaic and EXIF in the crops. Numbers are written with the shortest text that
+reads back to the same float32, so a round trip is exact.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,25 +20,47 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from plankton_stream.formats.cytoclus_layout import DEFAULT_SET
+from plankton_stream.formats.cytoclus_sidecars import mosaic_jpeg, with_exif, write_settings
 from plankton_stream.particles import Particle, Sample
 
+ALL_IMAGED = "All Imaged Particles"
 _PARAMS = (("Length", "length"), ("Total", "total"), ("Maximum", "maximum"),
            ("Average", "average"), ("Inertia", "inertia"), ("Center of gravity", "centre_of_gravity"),
            ("Fill factor", "fill_factor"), ("Asymmetry", "asymmetry"),
            ("Number of cells", "number_of_cells"), ("First", "first"), ("Last", "last"),
            ("Minimum", "minimum"), ("SWS covariance", "sws_covariance"))
+_GROUP = re.compile(r"(\d)(?=(\d{3})+(?!\d))")
 
 
 @dataclass(frozen=True)
 class ClusVariant:
-    """Which CytoClus export flavour to write."""
+    """Which CytoClus export flavour to write.
+
+    Sets: a particle with its own `sets` belongs to those it names; one without belongs to
+    the first set listed, and to "All Imaged Particles" when it has an image.
+    """
 
     semicolon: bool = False  # European locale: ';' separated, ',' decimals
     bom: bool = True
-    set_name: str | None = None  # e.g. "All Imaged Particles"
+    set_name: str | None = None  # the one set's name when `sets` is empty
+    sets: tuple[str, ...] = ()  # e.g. (DEFAULT_SET, ALL_IMAGED); DEFAULT_SET has no suffix
     images: str = "dir"  # "dir" | "zip" | "none"
     mac_junk: bool = False  # add __MACOSX/ and .DS_Store entries to the zip
     length50: bool = True  # newer CytoClus adds "<ch> Length(50%)"
+    info: bool = True  # write <prefix>_Info.txt
+    pulses: bool = True  # write the sets' _Pulses.csv
+    listmode_params: tuple[str, ...] | None = None  # e.g. ("Total",): CytoClus 4's choice, no
+    # Sample Length / Arrival Time columns; None: every parameter, the classic layout
+    id_header: str = "Particle ID"  # CytoClus 3: "ID"
+    thousands: bool = False  # ';' locale: group thousands with '.' ("1.234.567,89")
+    settings: bool = False  # CytoClus 4 Settings/ folder (three files)
+    mosaic: bool = False  # the overview <prefix>_All Imaged Particles.jpg
+    exif: bool = False  # crops carry CytoClus EXIF (description, date, serial)
+
+    @property
+    def set_names(self) -> tuple[str, ...]:
+        return self.sets or (self.set_name or DEFAULT_SET,)
 
 
 Emit = Callable[[Path, bytes], None]
@@ -46,28 +72,56 @@ def _emit_now(path: Path, data: bytes) -> None:
 
 def write(folder: Path, sample: Sample, particles: Iterable[Particle],
           variant: ClusVariant = ClusVariant(), emit: Emit = _emit_now) -> list[Path]:
-    """Write one set into `folder`; returns the paths written (Info first, Pulses last).
+    """Write one measurement into `folder`; returns the paths written, the measurement's
+    identity file (`cytoclus_layout`) last, as it is written last.
 
     `emit(path, bytes)` writes each file (the simulator passes a throttled writer).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    prefix = sample.sample_id
-    base = f"{prefix}_{variant.set_name}" if variant.set_name else prefix
-    parts = list(particles)
+    prefix, parts = sample.sample_id, list(particles)
+    written = []
+    if variant.settings:
+        written.append(write_settings(folder, sample, variant, emit))
+    if variant.info:
+        written.append(_write_info(folder / f"{prefix}_Info.txt", sample, parts, variant, emit))
+    if variant.mosaic:
+        path = folder / f"{prefix}_{ALL_IMAGED}.jpg"
+        emit(path, mosaic_jpeg([p.image.data for p in parts if p.image and not p.image.full_frame]))
+        written.append(path)
+    names = variant.set_names
+    # identity priority is the default set, then by name: the identity's set goes last
+    for name in reversed(sorted(names, key=lambda n: (n != DEFAULT_SET, n))):
+        members = [p for p in parts if _member(p, name, names)]
+        written += _write_set(folder, sample, name, members, variant, emit)
+    return written
+
+
+def _member(p: Particle, name: str, names: tuple[str, ...]) -> bool:
+    if p.sets:
+        return name in p.sets
+    return name == names[0] or (name == ALL_IMAGED and p.image is not None)
+
+
+def _write_set(folder: Path, sample: Sample, name: str, parts: list[Particle],
+               variant: ClusVariant, emit: Emit) -> list[Path]:
+    base = sample.sample_id if name == DEFAULT_SET else f"{sample.sample_id}_{name}"
     sep = ";" if variant.semicolon else ","
-    written = [_write_info(folder / f"{prefix}_Info.txt", sample, parts, variant, emit)]
+    written = []
     if variant.images != "none":
-        written.append(_write_images(folder, base, prefix, parts, variant, emit))
+        written.append(_write_images(folder, base, sample, parts, variant, emit))
     lines = [sep.join(_listmode_header(sample.channels, variant))]
     lines += [sep.join(_listmode_row(p, sample.channels, variant)) for p in parts]
     written.append(_write_text(folder / f"{base}_Listmode.csv", lines, variant, emit))
-    pulses = [sep.join(["Particle ID", *sample.channels])]
-    zero = sep.join(["0"] * (len(sample.channels) + 1))
-    for p in parts:
-        texts = _numbers(p.pulses.T, variant)
-        pulses += [sep.join([str(p.particle_id), *row]) for row in texts]
-        pulses += [zero, zero]
-    written.append(_write_text(folder / f"{base}_Pulses.csv", pulses, variant, emit))
+    if variant.pulses:
+        pulses = [sep.join([variant.id_header, *sample.channels])]
+        zero = sep.join(["0"] * (len(sample.channels) + 1))
+        for p in parts:
+            if p.pulses is None:
+                continue
+            texts = _numbers(p.pulses.T, variant)
+            pulses += [sep.join([str(p.particle_id), *row]) for row in texts]
+            pulses += [zero, zero]
+        written.append(_write_text(folder / f"{base}_Pulses.csv", pulses, variant, emit))
     return written
 
 
@@ -82,24 +136,42 @@ def _numbers(values: np.ndarray, variant: ClusVariant) -> list[list[str]]:
     text = np.where(text == "nan", "NaN", text)
     if variant.semicolon:
         text = np.char.replace(text, ".", ",")
+        if variant.thousands:
+            return [[_grouped(t) for t in row] for row in text.tolist()]
     return text.tolist()
 
 
+def _grouped(text: str) -> str:
+    """`1234567,89` -> `1.234.567,89` (integer part only; scientific notation as is)."""
+    if "e" in text.lower():
+        return text
+    whole, comma, frac = text.partition(",")
+    return _GROUP.sub(r"\1.", whole) + comma + frac
+
+
+def _chosen(variant: ClusVariant) -> list[tuple[str, str]]:
+    if variant.listmode_params is not None:
+        known = dict(_PARAMS) | {"Length(50%)": "length_50"}
+        return [(name, known[name]) for name in variant.listmode_params]
+    return list(_PARAMS) + ([("Length(50%)", "length_50")] if variant.length50 else [])
+
+
 def _listmode_header(channels: tuple[str, ...], variant: ClusVariant) -> list[str]:
-    cols = ["Particle ID", "Sample Length", "Arrival Time"]
+    cols = [variant.id_header]
+    if variant.listmode_params is None:
+        cols += ["Sample Length", "Arrival Time"]
     for ch in channels:
-        cols += [f"{ch} {name}" for name, _ in _PARAMS]
-        if variant.length50:
-            cols.append(f"{ch} Length(50%)")
+        cols += [f"{ch} {name}" for name, _ in _chosen(variant)]
     return cols
 
 
 def _listmode_row(p: Particle, channels: tuple[str, ...], variant: ClusVariant) -> list[str]:
-    values = [float(p.pulses.shape[1]), p.listmode.get("arrival_time", 0.0)]
+    values = []
+    if variant.listmode_params is None:
+        count = p.pulses.shape[1] if p.pulses is not None else p.listmode.get("sample_count", 0.0)
+        values += [float(count), p.listmode.get("arrival_time", 0.0)]
     for ch in channels:
-        values += [p.listmode.get(f"{ch}.{key}", 0.0) for _, key in _PARAMS]
-        if variant.length50:
-            values.append(p.listmode.get(f"{ch}.length_50", 0.0))
+        values += [p.listmode.get(f"{ch}.{key}", 0.0) for _, key in _chosen(variant)]
     return [str(p.particle_id), *_numbers(np.asarray([values]), variant)[0]]
 
 
@@ -137,14 +209,17 @@ def _per_ul(sample: Sample) -> float | None:
     return sample.triggered / sample.analysed_volume_ul
 
 
-def _write_images(folder: Path, base: str, prefix: str, parts: list[Particle],
+def _write_images(folder: Path, base: str, sample: Sample, parts: list[Particle],
                   variant: ClusVariant, emit: Emit) -> Path:
-    files = {}
+    prefix, files = sample.sample_id, {}
     for p in parts:
         if p.image is None:
             continue
         kind = "Uncropped" if p.image.full_frame else "Cropped"
-        files[f"{prefix}_{kind}_{p.particle_id}.jpg"] = p.image.data
+        data = p.image.data
+        if variant.exif and not p.image.full_frame:
+            data = with_exif(data, sample, p.particle_id)
+        files[f"{prefix}_{kind}_{p.particle_id}.jpg"] = data
     if variant.images == "zip":
         path = folder / f"{base}_Images.zip"
         buf = io.BytesIO()

@@ -1,7 +1,10 @@
 """Finding complete export files in a directory tree.
 
-An export is a unit of work: a cyz2json `.json`, a CytoClus set (Info, Listmode, Pulses and
-its image folder or zip), or a raw `.cyz` for the converter. An export is *complete* when it
+An export is a unit of work: a cyz2json `.json`, a CytoClus measurement (every set of one
+sample: Listmodes, Pulses, image folders or zips, Info), or a raw `.cyz` for the converter.
+A CytoClus measurement grows while it is written (set after set), so its file list is taken
+afresh at every scan, and a candidate whose identity file is superseded (the default set's
+Pulses.csv appearing after another file) is replaced. An export is *complete* when it
 looks whole (a JSON document ends with its closing brace, CSV files with a line end) and
 none of its files has changed for a window:
 - inotify (local disks): writes are seen as they happen; after a close-write (or a rename
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from plankton_stream.config import WatchConfig
-from plankton_stream.formats import cytoclus, cyz2json
+from plankton_stream.formats import cytoclus_layout, cyz2json
 
 log = logging.getLogger(__name__)
 NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "9p", "afs", "ceph",
@@ -37,7 +40,8 @@ NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "9p", "afs",
 @dataclass(frozen=True)
 class Export:
     kind: str  # "json" | "cytoclus" | "cyz"
-    path: Path  # identity: the .json, the set's Pulses.csv, or the .cyz
+    path: Path  # identity: the .json, the .cyz, or a CytoClus measurement's identity file
+    # (the default set's Pulses.csv, else its Listmode.csv, else another set's: cytoclus_layout)
     files: tuple[Path, ...]  # everything whose stability matters
 
 
@@ -128,8 +132,11 @@ def discover(root: Path, recursive: bool, with_cyz: bool) -> list[Export]:
                 found.append(Export("json", p, (p,)))
             elif low.endswith(".cyz") and with_cyz and p.is_file():
                 found.append(Export("cyz", p, (p,)))
-        for s in cytoclus.find_sets(d):
-            found.append(Export("cytoclus", s.pulses, s.files))
+        try:
+            measurements = cytoclus_layout.find_measurements(d)
+        except OSError:
+            continue
+        found += [Export("cytoclus", m.identity, m.files) for m in measurements]
     return found
 
 
@@ -194,8 +201,12 @@ class Watcher:
             sig = signature(export)
             with self._lock:
                 known = self._candidates.get(export.path)
+                if known is not None and known.export.files != export.files:
+                    known.export = export  # a CytoClus set appeared: check() sees the change
                 if known is not None or self._ignored.get(export.path) == sig:
                     continue
+                for path in [p for p in self._candidates if p != export.path and p in export.files]:
+                    del self._candidates[path]  # the same measurement, known by another file
             if self.is_done(export, sig):
                 with self._lock:
                     self._ignored[export.path] = sig
@@ -216,6 +227,10 @@ class Watcher:
             closed, self._closed = self._closed, {}
             items = list(self._candidates.items())
         for path, cand in items:
+            if not path.exists():  # gone (moved away, quarantined, or a set's files moving)
+                with self._lock:
+                    self._candidates.pop(path, None)
+                continue
             if any(f in closed for f in cand.export.files) or path in closed:
                 cand.closed = True
             sig = signature(cand.export)

@@ -79,7 +79,8 @@ def eu_set(tmp_path: Path, **overrides) -> Path:
 def test_european_locale_set_with_real_particle_zero(tmp_path):
     sample, good, errors = read_all(eu_set(tmp_path))
     assert errors == []
-    assert sample.sample_id == f"{PREFIX}_All Imaged"
+    assert sample.sample_id == PREFIX and sample.sets == ("All Imaged",)
+    assert all(p.sets == ("All Imaged",) for p in good)
     assert sample.channels == ("FWS", "SWS", "FL Red")
     assert [p.particle_id for p in good] == [0, 7, 12]
     np.testing.assert_allclose(good[0].pulses[0], [23.82, 0, 35.48, 15.0], rtol=1e-6)
@@ -156,13 +157,16 @@ def test_images_from_a_zip_with_mac_junk(tmp_path):
     assert any(e.particle_id == 0 and "not an image" in e.reason and not e.dropped for e in errors)
 
 
-def test_folder_with_two_sets_needs_a_file(tmp_path):
+def test_folder_with_two_measurements_needs_a_file(tmp_path):
     folder = eu_set(tmp_path)
-    (folder / f"{PREFIX}_Other_Pulses.csv").write_text("Particle ID;FWS;SWS;FL Red\r\n1;1;1;1\r\n")
-    with pytest.raises(FormatError, match="2 CytoClus sets"):
+    other = "Pond_NA 2023-05-24 10h23"
+    (folder / f"{other}_Pulses.csv").write_text("Particle ID;FWS;SWS;FL Red\r\n1;1;1;1\r\n")
+    with pytest.raises(FormatError, match="2 CytoClus measurements.*name one of their files"):
         read_any(folder)
-    sample, good, _ = read_all(folder / f"{PREFIX}_Other_Pulses.csv")
-    assert sample.sample_id == f"{PREFIX}_Other" and len(good) == 1
+    sample, good, _ = read_all(folder / f"{other}_Pulses.csv")
+    assert sample.sample_id == other and len(good) == 1
+    sample, good, _ = read_all(folder / f"{PREFIX}_Info.txt")
+    assert sample.sample_id == PREFIX and len(good) == 3
 
 
 def test_info_dates_month_first_settled_by_file_name(tmp_path):
