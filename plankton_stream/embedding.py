@@ -17,19 +17,29 @@ class Embeddings:
     image: np.ndarray | None  # (N, D) or None if the model has no image encoder
     profile: np.ndarray | None  # (N, D) or None if the model has no profile encoder
     has_image: np.ndarray  # (N,) bool
+    has_profile: np.ndarray | None = None  # (N,) bool; profile rows are zero where False
+    listmode: np.ndarray | None = None  # (N, F) listmode features (not embedded: carried along)
 
 
 def embed_set(engine: Engine, data: ParticleSet, batch: int = 256) -> Embeddings:
     image = profile = None
+    has_profile = np.ones(len(data), bool) if data.has_profile is None else data.has_profile.copy()
     if "profile" in engine.modalities:
-        profile = _batched(engine, "profile", data.profiles, data.profile_meta, batch)
+        profile = _rows(engine, "profile", data.profiles, data.profile_meta, has_profile, batch)
     if "image" in engine.modalities:
-        rows = np.flatnonzero(data.has_image)
-        sub = _batched(engine, "image", data.images[rows], data.image_meta[rows], batch)
-        image = np.zeros((len(data), sub.shape[1] if len(sub) else 0), np.float32)
-        if len(rows):
-            image[rows] = sub
-    return Embeddings(image, profile, data.has_image.copy())
+        image = _rows(engine, "image", data.images, data.image_meta, data.has_image, batch)
+    return Embeddings(image, profile, data.has_image.copy(), has_profile, data.listmode)
+
+
+def _rows(engine: Engine, modality: str, x: np.ndarray, meta: np.ndarray, has: np.ndarray,
+          batch: int) -> np.ndarray:
+    """Embeddings of the rows that have this modality; zeros elsewhere."""
+    rows = np.flatnonzero(has)
+    sub = _batched(engine, modality, x[rows], meta[rows], batch)
+    out = np.zeros((len(x), sub.shape[1] if len(sub) else 0), np.float32)
+    if len(rows):
+        out[rows] = sub
+    return out
 
 
 def _batched(engine: Engine, modality: str, x: np.ndarray, meta: np.ndarray, batch: int) -> np.ndarray:

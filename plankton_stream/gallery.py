@@ -3,6 +3,10 @@
 A gallery belongs to one model (its embeddings are that model's). Classes are added or
 removed without retraining - only the gallery changes, and its open-set thresholds are
 recalibrated. Stored as one `.npz` (arrays + a JSON header; no pickles).
+
+Every entry also keeps its listmode features (`preprocess.prepare_listmode`), so particles
+of exports without pulses or images are still classified (`listmode` mode); a particle with
+none of the three is `unclassified`, never guessed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from plankton_stream import knn
 from plankton_stream.errors import GalleryError
 
 UNKNOWN = "unknown"
+UNCLASSIFIED = "unclassified"  # nothing to classify by: no pulses, no image, no listmode
+MODES = ("auto", "combined", "profile", "image", "listmode")
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,14 @@ class Gallery:
     thresholds: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     alpha: float = 0.5  # image weight in score fusion, chosen on the gallery (knn.choose_alpha)
+    has_profile: np.ndarray | None = None  # (N,) bool; None: every entry has a profile
+    listmode: np.ndarray | None = None  # (N, F) listmode features, NaN where not exported
+    listmode_features: tuple[str, ...] = ()
+    listmode_scale: np.ndarray | None = None  # (F,) per-feature spread (knn.feature_scale)
+
+    @property
+    def profile_rows(self) -> np.ndarray:
+        return np.arange(len(self)) if self.has_profile is None else np.flatnonzero(self.has_profile)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -52,19 +66,45 @@ class Classification:
     best: np.ndarray  # (B,) top score
     distance: np.ndarray  # (B,) distance to the nearest gallery entry (open-set statistic)
     unknown: np.ndarray  # (B,) bool
-    modality: list[str]  # "image" | "profile" | "combined"
+    modality: list[str]  # "combined" | "profile" | "image" | "listmode" | "none"
+
+
+@dataclass(frozen=True)
+class Extras:
+    """Per-entry data beyond the embeddings (all optional, row-aligned with the entries)."""
+
+    has_profile: np.ndarray | None = None
+    listmode: np.ndarray | None = None
+    listmode_features: tuple[str, ...] = ()
 
 
 def build(model_id: str, labels: list[str], keys: list[tuple[str, int]], profile: np.ndarray | None,
           image: np.ndarray | None, has_image: np.ndarray, k: int = 5, fusion: str = "score",
-          quantile: float = 0.95, info: dict | None = None) -> Gallery:
+          quantile: float = 0.95, info: dict | None = None, extras: Extras = Extras()) -> Gallery:
     if not labels:
         raise GalleryError("no labelled particles found for the gallery: check that the labels "
                            "file names the same samples and particle ids as the export files")
     classes = tuple(sorted(set(labels)))
+    has_profile = None if extras.has_profile is None or np.all(extras.has_profile) else \
+        np.asarray(extras.has_profile, bool)
+    lm = extras.listmode
+    scale = knn.feature_scale(lm) if lm is not None else None
     g = Gallery(model_id, classes, np.asarray([classes.index(c) for c in labels]), tuple(keys),
-                profile, image, np.asarray(has_image, bool), k, fusion, quantile, {}, info or {})
+                profile, image, np.asarray(has_image, bool), k, fusion, quantile, {}, info or {},
+                0.5, has_profile, lm, tuple(extras.listmode_features), scale)
     return calibrate(g)
+
+
+def extras_of(g: Gallery, rows: np.ndarray | None = None) -> Extras:
+    """This gallery's extras (for `rows` only, if given)."""
+    def pick(a):
+        return a if a is None or rows is None else a[rows]
+    return Extras(pick(g.has_profile), pick(g.listmode), g.listmode_features)
+
+
+def dim(g: Gallery) -> int:
+    """Embedding width (0 for a gallery without embeddings)."""
+    return next((a.shape[1] for a in (g.profile, g.image) if a is not None), 0)
 
 
 def calibrate(g: Gallery) -> Gallery:
@@ -72,8 +112,13 @@ def calibrate(g: Gallery) -> Gallery:
     weight of images vs profiles from leave-one-out classification of the gallery."""
     t: dict[str, float] = {}
     near: dict[str, np.ndarray] = {}
-    if g.profile is not None:
-        near["profile"] = knn.loo_nearest(g.profile, g.labels)
+    prows = g.profile_rows
+    if g.profile is not None and len(prows):
+        near["profile"] = np.full(len(g), np.nan)
+        near["profile"][prows] = knn.loo_nearest(g.profile[prows], g.labels[prows])
+    if g.listmode is not None:
+        d = knn.masked_distance(g.listmode, g.listmode, g.listmode_scale)
+        near["listmode"] = knn.loo_nearest(g.listmode, g.labels, d)
     if g.image is not None and g.has_image.any():
         rows = np.flatnonzero(g.has_image)
         near["image"] = np.full(len(g), np.nan)
@@ -84,18 +129,28 @@ def calibrate(g: Gallery) -> Gallery:
         t[mode] = knn.threshold(values, g.quantile)
     alpha = 0.5
     if "combined" in near:
-        rows = np.flatnonzero(g.has_image)
+        rows = np.flatnonzero(g.has_image & _has_profile(g))
         alpha = knn.choose_alpha(g.image[rows], g.profile[rows], g.labels[rows], len(g.classes), g.k)
     return replace(g, thresholds=t, alpha=alpha)
 
 
+def _has_profile(g: Gallery) -> np.ndarray:
+    return np.ones(len(g), bool) if g.has_profile is None else g.has_profile
+
+
 def add_entries(g: Gallery, labels: list[str], keys: list[tuple[str, int]], profile: np.ndarray | None,
-                image: np.ndarray | None, has_image: np.ndarray) -> Gallery:
+                image: np.ndarray | None, has_image: np.ndarray, extras: Extras = Extras()) -> Gallery:
     """A gallery with more entries (new classes or more examples); no retraining."""
     all_labels = [g.classes[i] for i in g.labels] + list(labels)
+    n = len(labels)
+    new_has_profile = extras.has_profile if extras.has_profile is not None else np.full(n, profile is not None)
+    listmode = None
+    if g.listmode is not None and extras.listmode is not None:
+        listmode = np.concatenate([g.listmode, extras.listmode])
+    merged = Extras(np.concatenate([_has_profile(g), new_has_profile]), listmode, g.listmode_features)
     return build(g.model_id, all_labels, list(g.keys) + list(keys), _cat(g.profile, profile),
                  _cat(g.image, image), np.concatenate([g.has_image, has_image]), g.k, g.fusion,
-                 g.quantile, g.info)
+                 g.quantile, g.info, merged)
 
 
 def remove_class(g: Gallery, name: str) -> Gallery:
@@ -105,7 +160,7 @@ def remove_class(g: Gallery, name: str) -> Gallery:
     return build(g.model_id, [g.classes[g.labels[i]] for i in keep], [g.keys[i] for i in keep],
                  None if g.profile is None else g.profile[keep],
                  None if g.image is None else g.image[keep], g.has_image[keep], g.k, g.fusion,
-                 g.quantile, g.info)
+                 g.quantile, g.info, extras_of(g, keep))
 
 
 def _cat(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
@@ -113,55 +168,71 @@ def _cat(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
 
 
 def classify(g: Gallery, profile: np.ndarray | None, image: np.ndarray | None,
-             has_image: np.ndarray, mode: str = "auto") -> Classification:
-    """Classify B queries. mode "auto": combined when a particle has an image, else profile."""
+             has_image: np.ndarray, mode: str = "auto", has_profile: np.ndarray | None = None,
+             listmode: np.ndarray | None = None) -> Classification:
+    """Classify B queries. mode "auto": each particle by the best it has - image + profile
+    (combined), profile, image, then listmode; with none of these it is `unclassified`.
+    A named mode classifies only the particles that have what it needs (the others are
+    `unclassified`)."""
     b = len(has_image)
+    has_profile = np.full(b, profile is not None) if has_profile is None else has_profile
     scores = np.zeros((b, len(g.classes)), np.float32)
-    dist = np.full(b, np.inf, np.float32)
-    used = np.array([""] * b, dtype=object)
-    for m, rows in _route(g, profile, image, has_image, mode).items():
+    dist = np.full(b, np.nan, np.float32)
+    used = np.array(["none"] * b, dtype=object)
+    for m, rows in _route(g, has_profile, has_image, listmode, mode).items():
         if len(rows) == 0:
             continue
-        votes = _votes(g, m, rows, profile, image)
+        votes = _votes(g, m, rows, profile, image, listmode)
         scores[rows], dist[rows], used[rows] = votes.scores, votes.nearest, m
-    if (used == "").any():
-        raise GalleryError(f"mode {mode!r} cannot classify every query (missing embeddings)")
-    unknown = dist > np.array([g.thresholds.get(m, np.inf) for m in used])
+    if mode != "auto" and (used == "none").all() and b:
+        raise GalleryError(f"mode {mode!r} cannot classify any query (the data or the gallery "
+                           f"lacks what it needs)")
+    done = used != "none"
+    limit = np.array([g.thresholds.get(m, np.inf) for m in used], np.float32)
+    unknown = done & ~(dist <= limit)
     top = scores.argmax(axis=1)
-    names = [UNKNOWN if u else g.classes[i] for u, i in zip(unknown, top)]
+    names = [UNCLASSIFIED if not d else UNKNOWN if u else g.classes[i]
+             for d, u, i in zip(done, unknown, top)]
     return Classification(names, scores, scores.max(axis=1), dist, unknown, list(used))
 
 
-def _route(g: Gallery, profile, image, has_image: np.ndarray, mode: str) -> dict[str, np.ndarray]:
-    can_image = image is not None and g.image is not None and g.has_image.any()
-    can_profile = profile is not None and g.profile is not None
-    all_rows = np.arange(len(has_image))
-    if mode == "profile" or (mode == "auto" and not can_image):
-        return {"profile": all_rows} if can_profile else {}
-    if mode == "image":
-        return {"image": np.flatnonzero(has_image)} if can_image else {}
-    if mode == "combined" and not (can_image and can_profile):
-        return {}
-    with_image = np.flatnonzero(has_image) if can_image else np.zeros(0, int)
-    rest = np.flatnonzero(~has_image) if can_image else all_rows
-    routes = {"combined" if can_profile else "image": with_image}
-    if mode == "auto" and can_profile:
-        routes["profile"] = rest
-    return routes
-
-
-def _votes(g: Gallery, mode: str, rows: np.ndarray, profile, image) -> knn.Votes:
-    n = len(g.classes)
-    irows = np.flatnonzero(g.has_image)
+def _route(g: Gallery, has_profile: np.ndarray, has_image: np.ndarray, listmode: np.ndarray | None,
+           mode: str) -> dict[str, np.ndarray]:
+    """Which queries go by which mode."""
+    can = {"profile": g.profile is not None and len(g.profile_rows) > 0,
+           "image": g.image is not None and bool(g.has_image.any()),
+           "listmode": g.listmode is not None}
+    has_lm = (np.isfinite(listmode).any(axis=1) if listmode is not None and listmode.size
+              else np.zeros(len(has_image), bool))
+    p = has_profile & can["profile"]
+    i = has_image & can["image"]
+    lm = has_lm & can["listmode"]
     if mode == "profile":
-        return knn.knn(profile[rows], g.profile, g.labels, n, g.k)
+        return {"profile": np.flatnonzero(p)}
+    if mode == "image":
+        return {"image": np.flatnonzero(i)}
+    if mode == "listmode":
+        return {"listmode": np.flatnonzero(lm)}
+    if mode == "combined":
+        return {"combined": np.flatnonzero(p & i)}
+    return {"combined": np.flatnonzero(p & i), "profile": np.flatnonzero(p & ~i),
+            "image": np.flatnonzero(i & ~p), "listmode": np.flatnonzero(lm & ~p & ~i)}
+
+
+def _votes(g: Gallery, mode: str, rows: np.ndarray, profile, image, listmode) -> knn.Votes:
+    n = len(g.classes)
+    irows, prows = np.flatnonzero(g.has_image), g.profile_rows
+    if mode == "listmode":
+        return knn.masked_knn(listmode[rows], g.listmode, g.listmode_scale, g.labels, n, g.k)
+    if mode == "profile":
+        return knn.knn(profile[rows], g.profile[prows], g.labels[prows], n, g.k)
     if mode == "image":
         return knn.knn(image[rows], g.image[irows], g.labels[irows], n, g.k)
-    fusion = g.fusion if (g.fusion != "embed" or g.has_image.all()) else "score"
+    fusion = g.fusion if (g.fusion != "embed" or (g.has_image.all() and g.has_profile is None)) else "score"
     if fusion == "embed":
         return knn.fuse(image[rows], g.image, g.labels, profile[rows], g.profile, g.labels, n, g.k, "embed")
-    return knn.fuse(image[rows], g.image[irows], g.labels[irows], profile[rows], g.profile,
-                    g.labels, n, g.k, fusion, g.alpha)
+    return knn.fuse(image[rows], g.image[irows], g.labels[irows], profile[rows], g.profile[prows],
+                    g.labels[prows], n, g.k, fusion, g.alpha)
 
 
 # --------------------------------------------------------------------------- files
@@ -172,13 +243,18 @@ def save(g: Gallery, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"format_version": 1, "model_id": g.model_id, "classes": list(g.classes),
               "keys": [list(k) for k in g.keys], "k": g.k, "fusion": g.fusion,
-              "quantile": g.quantile, "thresholds": g.thresholds, "alpha": g.alpha, "info": g.info}
+              "quantile": g.quantile, "thresholds": g.thresholds, "alpha": g.alpha, "info": g.info,
+              "listmode_features": list(g.listmode_features)}
     arrays: dict[str, np.ndarray] = {"labels": g.labels, "has_image": g.has_image,
                                      "header": np.asarray(json.dumps(header))}
     if g.profile is not None:
         arrays["profile"] = g.profile.astype(np.float32)
     if g.image is not None:
         arrays["image"] = g.image.astype(np.float32)
+    if g.has_profile is not None:
+        arrays["has_profile"] = g.has_profile
+    if g.listmode is not None:
+        arrays["listmode"] = g.listmode.astype(np.float32)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path)
@@ -195,11 +271,14 @@ def load(path: str | Path) -> Gallery:
         raise GalleryError(f"{path}: no such gallery; build one with `plankton-stream gallery build`") from exc
     except (OSError, ValueError, KeyError) as exc:
         raise GalleryError(f"{path}: not a plankton-stream gallery ({exc})") from exc
+    listmode = arrays.get("listmode")
     return Gallery(header["model_id"], tuple(header["classes"]), arrays["labels"],
                    tuple((str(s), int(i)) for s, i in header["keys"]), arrays.get("profile"),
                    arrays.get("image"), arrays["has_image"], header["k"], header["fusion"],
                    header["quantile"], {k: float(v) for k, v in header["thresholds"].items()},
-                   header.get("info", {}), float(header.get("alpha", 0.5)))
+                   header.get("info", {}), float(header.get("alpha", 0.5)), arrays.get("has_profile"),
+                   listmode, tuple(header.get("listmode_features", ())),
+                   knn.feature_scale(listmode) if listmode is not None else None)
 
 
 def check_model(g: Gallery, model_id: str) -> None:

@@ -1,8 +1,10 @@
 """Summarise one export: what `plankton-stream inspect` prints, as plain data.
 
 Reads the whole file through the same readers the pipeline uses, so what inspect reports is
-what the service will see. With `check_images`, every image is also decoded (and located in
-its frame), so corrupt JPEGs show up here rather than at classification time.
+what the service will see - and, given the model's preprocessing spec, what the service will
+do with each particle (`plan`: classified from image + profile, profile, image, listmode, or
+not at all). With `check_images`, every image is also decoded (and located in its frame), so
+corrupt JPEGs show up here rather than at classification time.
 """
 
 from __future__ import annotations
@@ -13,33 +15,49 @@ from typing import Any
 import numpy as np
 
 from plankton_stream.config import IngestConfig
-from plankton_stream.errors import ImageError
+from plankton_stream.errors import ChannelError, ImageError
 from plankton_stream.formats import read_any
 from plankton_stream.imaging import crop_particle
 from plankton_stream.particles import Particle, ParticleError
+from plankton_stream.preprocess import PreprocessSpec, channel_map, prepare_listmode
+
+PLAN = ("combined", "profile", "image", "listmode", "none")  # as the service's `modality`
 
 MAX_ERRORS = 1000
 
 
-def summarise(path: str | Path, cfg: IngestConfig | None = None, check_images: bool = False
-              ) -> dict[str, Any]:
-    cfg = cfg or IngestConfig()
+def summarise(path: str | Path, cfg: IngestConfig | None = None, check_images: bool = False,
+              spec: PreprocessSpec | None = None, gallery_listmode: bool = True) -> dict[str, Any]:
+    """Everything `inspect` reports. `spec`: the model's (default: the standard channels);
+    `gallery_listmode`: whether the gallery can classify by listmode."""
+    cfg, spec = cfg or IngestConfig(), spec or PreprocessSpec()
     reading = read_any(path, cfg)
     sample = reading.sample
+    channel_problem = None
+    try:
+        if sample.has_pulses:
+            channel_map(sample, spec, cfg)
+    except ChannelError as exc:
+        channel_problem = str(exc)
     lengths: list[int] = []
     images = 0
+    plan = dict.fromkeys(PLAN, 0)
     errors: list[dict[str, Any]] = []
     for item in reading.items:
         if isinstance(item, ParticleError):
             errors.append(item.as_dict())
             continue
-        lengths.append(item.pulses.shape[1])
-        if item.image is not None:
+        if item.pulses is not None:
+            lengths.append(item.pulses.shape[1])
+        imaged = item.image is not None
+        if imaged:
             problem = _check_image(item, sample.background, cfg) if check_images else None
+            imaged = problem is None
             if problem is None:
                 images += 1
             else:
                 errors.append(problem.as_dict())
+        plan[_route(item, imaged, channel_problem is None, spec, cfg, gallery_listmode)] += 1
     return {
         "path": str(path),
         "format": sample.format,
@@ -48,8 +66,12 @@ def summarise(path: str | Path, cfg: IngestConfig | None = None, check_images: b
         "serial": sample.instrument_serial,
         "start": sample.start.isoformat() if sample.start else None,
         "duration_s": sample.duration_s,
-        "particles": len(lengths),
+        "particles": sum(plan.values()),
         "images": images,
+        "pulses": sample.has_pulses,
+        "sets": list(sample.sets),
+        "plan": plan,
+        "channel_problem": channel_problem,
         "channels": list(sample.channels),
         "analysed_volume_ul": sample.analysed_volume_ul,
         "pumped_volume_ul": sample.pumped_volume_ul,
@@ -62,8 +84,19 @@ def summarise(path: str | Path, cfg: IngestConfig | None = None, check_images: b
         "pulse_samples": _stats(lengths),
         "errors": errors[:MAX_ERRORS],
         "errors_total": len(errors),
-        "warnings": _warnings(sample.saved, len(lengths), sample.analysed_volume_ul),
+        "warnings": _warnings(sample.saved, sum(plan.values()), sample.analysed_volume_ul)
+        + ([sample.volume_note] if sample.volume_note else []),
     }
+
+
+def _route(p: Particle, imaged: bool, channels_ok: bool, spec: PreprocessSpec, cfg: IngestConfig,
+           gallery_listmode: bool) -> str:
+    """The modality the service will classify this particle by (gallery.classify, "auto")."""
+    profile = p.pulses is not None and channels_ok
+    if profile or imaged:
+        return "combined" if profile and imaged else "profile" if profile else "image"
+    features = prepare_listmode(p.listmode, spec.channels, cfg.channels.aliases, cfg.channels.derive)
+    return "listmode" if gallery_listmode and np.isfinite(features).any() else "none"
 
 
 def _check_image(p: Particle, background: bytes | None, cfg: IngestConfig) -> ParticleError | None:

@@ -18,6 +18,9 @@ Fusion (`fusion`), for particles that have both an image and a profile:
 - "embed": one similarity, the mean of the two cosines (= cosine of the concatenation).
 Open set: a particle whose distance to its nearest gallery neighbour exceeds a threshold
 calibrated on the gallery (leave-one-out) is `unknown`.
+Listmode (particles with neither pulses nor image): `masked_distance` - the RMS over the
+features both sides have, each in units of the gallery's spread of that feature - then the
+same inverse-distance votes.
 """
 
 from __future__ import annotations
@@ -164,10 +167,37 @@ def _loo_votes(bank: np.ndarray, labels: np.ndarray, n_classes: int,
     return votes.scores, margin
 
 
-def loo_nearest(bank: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def masked_distance(query: np.ndarray, bank: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(B, N) RMS of (q - b) / scale over the features finite in both; inf where none is.
+    Exports choose their listmode columns, so a query may share only some features."""
+    q, b = query[:, None, :] / scale, bank[None, :, :] / scale  # (B, 1, F), (1, N, F)
+    diff = q - b
+    shared = np.isfinite(diff)
+    n = shared.sum(axis=2)
+    sq = np.where(shared, diff, 0.0) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dist = np.sqrt(sq.sum(axis=2) / n)
+    return np.where(n > 0, dist, np.inf).astype(np.float32)
+
+
+def masked_knn(query: np.ndarray, bank: np.ndarray, scale: np.ndarray, labels: np.ndarray,
+               n_classes: int, k: int) -> Votes:
+    idx, dist = _top(masked_distance(query, bank, scale), k)
+    dist = np.where(np.isfinite(dist), dist, np.float32(1e6))  # no shared feature: no vote weight
+    return vote(idx, dist, labels, n_classes)
+
+
+def feature_scale(bank: np.ndarray) -> np.ndarray:
+    """Per-feature spread of a gallery's listmode vectors (std; 1 where it cannot be told)."""
+    with np.errstate(invalid="ignore"):
+        std = np.nanstd(bank, axis=0) if len(bank) else np.ones(bank.shape[1])
+    return np.where(np.isfinite(std) & (std > 1e-3), std, 1.0).astype(np.float32)
+
+
+def loo_nearest(bank: np.ndarray, labels: np.ndarray, dist: np.ndarray | None = None) -> np.ndarray:
     """For each entry, the distance to its nearest *other* entry of the same class
-    (NaN for entries alone in their class)."""
-    dist = 1.0 - bank @ bank.T
+    (NaN for entries alone in their class). Cosine unless a distance matrix is given."""
+    dist = (1.0 - bank @ bank.T) if dist is None else dist.copy()
     np.fill_diagonal(dist, np.inf)
     same = labels[:, None] == labels[None, :]
     nearest = np.where(same, dist, np.inf).min(axis=1)

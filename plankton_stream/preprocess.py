@@ -9,6 +9,9 @@ them from there, so training and serving cannot drift apart.
 - Image: the particle's crop (located / tightened by `imaging`), resized so the longer side is
   the model's size (antialiased), edge-padded to a square, scaled to [-1, 1]. Its height and
   width in µm are kept as metadata.
+- Listmode: the per-channel parameters classic cytometry gates on (`total` and `maximum` of
+  each model channel, and the FWS `length`), as log10(1 + value); NaN where the export did
+  not carry one. Exports without pulses are classified from these (k-NN, `knn.masked`).
 Metadata are in µm, not samples or pixels: reduced-size decoding changes pixel counts, and
 instruments differ in sampling step and optics. They enter as log1p(µm) / log1p(500).
 """
@@ -17,11 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from plankton_stream.channels import ChannelMap, resolve_channels
+from plankton_stream.channels import ChannelMap, canonical_name, resolve_channels
 from plankton_stream.errors import ImageError
 from plankton_stream.imaging import crop_particle
 from plankton_stream.particles import Particle, Sample
@@ -51,6 +54,10 @@ class PreprocessSpec:
     def image_meta_dim(self) -> int:
         return 2
 
+    @property
+    def listmode_features(self) -> tuple[str, ...]:
+        return listmode_features(self.channels)
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -58,11 +65,13 @@ class Prepared:
 
     sample_id: str
     particle_id: int
-    profile: np.ndarray  # (C, L) float32 in [-1, 1]
-    profile_meta: np.ndarray  # (1,) float32
+    profile: np.ndarray | None  # (C, L) float32 in [-1, 1]; None: the export has no pulses
+    profile_meta: np.ndarray | None  # (1,) float32
     image: np.ndarray | None  # (S, S) float32 in [-1, 1]
     image_meta: np.ndarray | None  # (2,) float32
     image_problem: str | None = None  # why an image the particle had could not be used
+    listmode: np.ndarray | None = None  # (F,) float32, NaN where not exported (listmode_features)
+    sets: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, int]:
@@ -75,11 +84,16 @@ def channel_map(sample: Sample, spec: PreprocessSpec, ingest: IngestConfig) -> C
                             ingest.channels.derive)
 
 
-def prepare_particle(p: Particle, sample: Sample, cmap: ChannelMap, spec: PreprocessSpec,
+def prepare_particle(p: Particle, sample: Sample, cmap: ChannelMap | None, spec: PreprocessSpec,
                      ingest: IngestConfig) -> Prepared:
-    """A particle as the encoders see it. Used unchanged by training and by the service."""
-    um_per_sample = sample.um_per_sample or ingest.instrument.um_per_sample
-    profile, profile_meta = prepare_profile(cmap.select(p.pulses), um_per_sample, spec)
+    """A particle as the encoders see it. Used unchanged by training and by the service.
+    `cmap` is None for an export without pulses (`Sample.has_pulses` False)."""
+    profile = profile_meta = None
+    if p.pulses is not None and cmap is not None:
+        um_per_sample = sample.um_per_sample or ingest.instrument.um_per_sample
+        profile, profile_meta = prepare_profile(cmap.select(p.pulses), um_per_sample, spec)
+    listmode = prepare_listmode(p.listmode, spec.channels, ingest.channels.aliases,
+                                ingest.channels.derive, p.pulses, p.channels)
     image = image_meta = problem = None
     if p.image is not None:
         try:
@@ -88,7 +102,52 @@ def prepare_particle(p: Particle, sample: Sample, cmap: ChannelMap, spec: Prepro
             image, image_meta = prepare_image(crop.pixels, um_per_px, spec)
         except ImageError as exc:
             problem = str(exc)
-    return Prepared(p.sample_id, p.particle_id, profile, profile_meta, image, image_meta, problem)
+    return Prepared(p.sample_id, p.particle_id, profile, profile_meta, image, image_meta, problem,
+                    listmode, p.sets)
+
+
+# --------------------------------------------------------------------------- listmode
+
+_PER_CHANNEL = ("total", "maximum")
+
+
+def listmode_features(channels: Sequence[str]) -> tuple[str, ...]:
+    """Names of the listmode feature vector for a model's canonical channels."""
+    return tuple(f"{c}.{p}" for c in channels for p in _PER_CHANNEL) + ("FWS.length",)
+
+
+def prepare_listmode(listmode: Mapping[str, float], channels: Sequence[str],
+                     aliases: Mapping[str, Sequence[str]], derive: Mapping[str, Sequence[str]],
+                     pulses: np.ndarray | None = None, written: Sequence[str] = ()) -> np.ndarray:
+    """(F,) log10(1 + parameter) per `listmode_features(channels)`; NaN where not available.
+
+    Parameters come from the export (keys "<channel as written>.<parameter>"); where the
+    export has none but the particle has pulses (older converters write empty `parameters`),
+    total and maximum are taken from the pulses the way the instrument defines them (sum and
+    peak of the samples, mV).
+    """
+    by_channel: dict[str, dict[str, float]] = {}
+    for key, value in listmode.items():
+        written_name, _, param = key.rpartition(".")
+        canonical = canonical_name(written_name, aliases) if written_name else None
+        if canonical is not None:
+            by_channel.setdefault(canonical, {}).setdefault(param, value)
+    if pulses is not None and not by_channel:
+        for name, row in zip(written, pulses):
+            canonical = canonical_name(name, aliases)
+            if canonical is not None:
+                by_channel.setdefault(canonical, {"total": float(row.sum()), "maximum": float(row.max())})
+    for channel, parts in derive.items():  # e.g. FWS as the mean of FWS L and FWS R
+        if channel not in by_channel and parts and all(q in by_channel for q in parts):
+            keys = set.intersection(*(set(by_channel[q]) for q in parts))
+            by_channel[channel] = {k: float(np.mean([by_channel[q][k] for q in parts])) for k in keys}
+    out = []
+    for name in listmode_features(channels):
+        channel, _, param = name.partition(".")
+        value = by_channel.get(channel, {}).get(param)
+        ok = value is not None and np.isfinite(value)
+        out.append(np.log10(1.0 + max(float(value), 0.0)) if ok else np.nan)
+    return np.asarray(out, np.float32)
 
 
 def prepare_profile(pulses: np.ndarray, um_per_sample: float, spec: PreprocessSpec

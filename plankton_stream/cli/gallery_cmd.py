@@ -62,14 +62,15 @@ def _labelled(args: argparse.Namespace, per_class: int | None = None, seed: int 
         rows = np.sort(np.concatenate([rng.permutation(v)[:per_class] for v in by_class.values()]))
     sub = data.subset(rows)
     emb = embed_set(open_engine(model), sub)
-    return model, cfg, [labels[k] for k in sub.keys], sub.keys, emb
+    extras = gal.Extras(emb.has_profile, sub.listmode, model.preprocess.listmode_features)
+    return model, cfg, [labels[k] for k in sub.keys], sub.keys, emb, extras
 
 
 def run_build(args: argparse.Namespace) -> int:
-    model, cfg, names, keys, emb = _labelled(args, args.per_class, args.seed)
+    model, cfg, names, keys, emb, extras = _labelled(args, args.per_class, args.seed)
     c = cfg.classify
     g = gal.build(model.model_id, names, keys, emb.profile, emb.image, emb.has_image, c.k, c.fusion,
-                  c.open_set_quantile, {"data": [str(d) for d in args.data]})
+                  c.open_set_quantile, {"data": [str(d) for d in args.data]}, extras)
     gal.save(g, args.out)
     print(_describe(g, args.out))
     return 0
@@ -77,9 +78,9 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_add(args: argparse.Namespace) -> int:
     g = gal.load(args.gallery)
-    model, _, names, keys, emb = _labelled(args)
+    model, _, names, keys, emb, extras = _labelled(args)
     gal.check_model(g, model.model_id)
-    g = gal.add_entries(g, names, keys, emb.profile, emb.image, emb.has_image)
+    g = gal.add_entries(g, names, keys, emb.profile, emb.image, emb.has_image, extras)
     out = args.out or args.gallery
     gal.save(g, out)
     print(_describe(g, out))
@@ -105,4 +106,7 @@ def _describe(g: gal.Gallery, path: Path) -> str:
     lines += [f"  {name:24s} {n}" for name, n in g.counts().items()]
     lines.append("  open-set thresholds: " + ", ".join(f"{m} {t:.3f}" for m, t in g.thresholds.items()))
     lines.append(f"  fusion weight of images (leave-one-out on the gallery): {g.alpha:.1f}")
+    lines.append(f"  listmode features: {', '.join(g.listmode_features)}" if g.listmode is not None
+                 else "  listmode features: none (exports without pulses or images cannot be "
+                      "classified; rebuild the gallery)")
     return "\n".join(lines)

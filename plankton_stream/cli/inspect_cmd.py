@@ -21,12 +21,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = summarise(args.path, load_config(args.config).ingest, args.check_images)
+    cfg = load_config(args.config)
+    spec, listmode = _model_view(cfg)
+    summary = summarise(args.path, cfg.ingest, args.check_images, spec, listmode)
     if args.json:
         print(json.dumps(summary, default=str))
         return 0
     print(_text(summary))
     return 0
+
+
+def _model_view(cfg):
+    """The configured model's preprocessing and whether its gallery knows listmode; the
+    defaults when they cannot be loaded (inspect must work without a model)."""
+    from plankton_stream.errors import PlanktonStreamError
+    from plankton_stream.pipeline.runner import load_model_and_gallery
+
+    try:
+        model, gallery = load_model_and_gallery(cfg)
+    except (PlanktonStreamError, OSError):
+        return None, True
+    return model.preprocess, gallery.listmode is not None
 
 
 def _text(s: dict) -> str:
@@ -38,7 +53,10 @@ def _text(s: dict) -> str:
         f"  particles     {s['particles']} read (instrument: {s['saved_reported']} saved, "
         f"{s['triggered']} triggered)",
         f"  images        {s['images']} (instrument: {s['imaged_reported']})",
-        f"  channels      {', '.join(s['channels'])}",
+        f"  channels      {', '.join(s['channels'])}" + ("" if s["pulses"] else "   (no pulses exported)"),
+        f"  sets          {', '.join(s['sets']) or '-'}",
+        "  classified by " + ", ".join(f"{m} {n}" for m, n in s["plan"].items() if n) +
+        ("" if s["plan"]["none"] == 0 else "   (none = unclassified)"),
         f"  volume        analysed {s['analysed_volume_ul']} µL, pumped {s['pumped_volume_ul']} µL",
         f"  scale         {s['um_per_sample']} µm/sample, {s['um_per_px']} µm/px, "
         f"background frame: {'yes' if s['background_frame'] else 'no'}",
@@ -46,6 +64,8 @@ def _text(s: dict) -> str:
     if s["pulse_samples"]:
         ps = s["pulse_samples"]
         lines.append(f"  pulse length  {ps['min']}..{ps['max']} samples (median {ps['median']:g})")
+    if s["channel_problem"]:
+        lines.append(f"  channels!     {s['channel_problem']}")
     for w in s["warnings"]:
         lines.append(f"  warning       {w}")
     lines.append(f"  errors        {s['errors_total']}")

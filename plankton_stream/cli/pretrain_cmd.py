@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     root = load_config(args.config)
     cfg = _training_config(args)
-    data = prepare_dirs(args.data, cfg.preprocess, root.ingest, cache_dir(args))
+    data = prepare_dirs(args.data, cfg.preprocess, root.ingest, cache_dir(args)).with_profiles()
     for skipped in data.skipped:
         print(f"skipped: {skipped}", file=sys.stderr)
     pairs = int(data.has_image.sum())

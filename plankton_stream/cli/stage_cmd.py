@@ -14,6 +14,7 @@ import queue
 import signal
 import threading
 import time
+from functools import partial
 
 import zmq
 
@@ -124,6 +125,8 @@ def _start_publish(ctx, links, cfg, model, gid, stop, health, start, replay, loo
     drained = threading.Event()
     holder: dict = {}
 
+    from plankton_stream.pipeline.intake import move_to_quarantine
+
     def publish_thread() -> None:
         pub = ctx.socket(zmq.PUB)
         pub.setsockopt(zmq.SNDHWM, cfg.publish.subscriber_hwm)
@@ -136,7 +139,8 @@ def _start_publish(ctx, links, cfg, model, gid, stop, health, start, replay, loo
             except zmq.Again:
                 health.drops["pub"] = health.drops.get("pub", 0) + 1
 
-        publisher = Publisher(ledger, send, cfg.station.name, model.model_id, gid, cfg.pipeline.embeddings)
+        publisher = Publisher(ledger, send, cfg.station.name, model.model_id, gid, cfg.pipeline.embeddings,
+                              quarantine=partial(move_to_quarantine, state_dir=cfg.watch.state_dir))
         holder["publisher"] = publisher
         publisher.resend_unsent()
 

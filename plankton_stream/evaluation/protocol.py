@@ -5,10 +5,11 @@ form the gallery; every other labelled particle is a query. Reported per mode (m
 accuracy over the draws):
   image, profile, combined   the cross-modal model (combined = the gallery's fusion rule)
   combined_<rule>            every fusion rule, for the comparison that chose the default
+  listmode                   listmode parameters only (exports without pulses or images)
   profile_nonimaged          profile-only on particles that have no image at all
   baseline                   the image-only self-supervised model (image k-NN)
   random, random_image       the same architecture with random weights (the floor)
-Image, profile, combined, baseline and random modes share one query set (imaged particles),
+Image, profile, combined, listmode, baseline and random modes share one query set (imaged particles),
 so their numbers compare directly. Open set: some classes are held out of the gallery; the
 AUROC of "distance to the nearest gallery entry" for held-out vs known queries.
 """
@@ -94,7 +95,7 @@ def _accuracies(labels, gallery_rows, included, model: Embeddings, baseline, ran
     truth = labels[imaged]
     out: dict[str, float] = {}
     g = _gallery(model, labels, gallery_rows, k, proto.fusion)
-    for mode in ("image", "profile", "combined"):
+    for mode in ("image", "profile", "combined") + (("listmode",) if model.listmode is not None else ()):
         out[mode] = _acc(g, model, imaged, truth, mode)
     for fusion in knn.FUSIONS:
         out[f"combined_{fusion}"] = _acc(_gallery(model, labels, gallery_rows, k, fusion), model,
@@ -115,12 +116,13 @@ def _gallery(e: Embeddings, labels: np.ndarray, rows: np.ndarray, k: int, fusion
     names = [str(c) for c in labels[rows]]
     sub = lambda a: None if a is None else a[rows]  # noqa: E731
     return gal.build("eval", names, [("", int(r)) for r in rows], sub(e.profile), sub(e.image),
-                     e.has_image[rows], k, fusion)
+                     e.has_image[rows], k, fusion, extras=gal.Extras(sub(e.has_profile), sub(e.listmode)))
 
 
 def _predict(g: gal.Gallery, e: Embeddings, rows: np.ndarray, mode: str) -> gal.Classification:
     sub = lambda a: None if a is None else a[rows]  # noqa: E731
-    return gal.classify(g, sub(e.profile), sub(e.image), e.has_image[rows], mode)
+    return gal.classify(g, sub(e.profile), sub(e.image), e.has_image[rows], mode,
+                        sub(e.has_profile), sub(e.listmode))
 
 
 def _acc(g: gal.Gallery, e: Embeddings, rows: np.ndarray, truth: np.ndarray, mode: str) -> float:

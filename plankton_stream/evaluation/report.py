@@ -16,7 +16,7 @@ import numpy as np
 
 from plankton_stream.errors import PlanktonStreamError
 
-HEADLINE = ("combined", "profile", "image", "baseline", "profile_nonimaged", "random")
+HEADLINE = ("combined", "profile", "image", "listmode", "baseline", "profile_nonimaged", "random")
 
 
 def write_report(ev, out: Path) -> list[Path]:

@@ -6,7 +6,10 @@
 - a file that cannot be read at all is reported and quarantined (moved under
   state_dir/quarantine, out of the watched tree) - the service keeps running;
 - a file the model cannot use (a missing channel) is reported and marked failed, not moved:
-  the file is fine, the configuration is not.
+  the file is fine, the configuration is not;
+- an unexpected error (a bug, or input no rule foresaw) costs that file only: the traceback
+  goes to the log, the reason into an `error` event, and the file into quarantine; what it
+  had already sent is kept. The service goes on with the next file.
 """
 
 from __future__ import annotations
@@ -61,17 +64,17 @@ class Intake:
         if row.attempts > self.cfg.watch.max_attempts:
             self._quarantine(export, f"failed {row.attempts - 1} times before", emit)
             return
+        begun: stages.FileBegin | None = None
         try:
             source = self._source(export)
             skip = _Skip(ledger)
-            ingest_cfg = dataclasses.replace(self.cfg.ingest, listmode=False)  # not used downstream
-            for item in stages.ingest(source, self.spec, ingest_cfg, row.complete_at,
+            for item in stages.ingest(source, self.spec, self.cfg.ingest, row.complete_at,
                                       skip, self.cfg.pipeline.chunk):
                 if isinstance(item, stages.FileBegin):
                     skip.sample_id = item.sample_id
-                    item = _with_path(item, path)
+                    item = begun = dataclasses.replace(item, path=path, files=_files(export))
                 elif isinstance(item, stages.FileEnd):
-                    item = stages.FileEnd(path, item.sample_id, item.good, item.failed)
+                    item = dataclasses.replace(item, path=path)
                 if not emit(item):
                     return  # stopping: the ledger still says processing, a restart resumes
         except FormatError as exc:
@@ -85,6 +88,13 @@ class Intake:
         except OSError as exc:  # vanished or unreadable: retried when it changes
             emit(ErrorEvent(path, f"cannot read: {exc}", "skipped"))
             ledger.mark(path, "failed", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - one file's bug must not stop the service
+            reason = f"unexpected error while reading: {type(exc).__name__}: {exc}"
+            log.exception("%s: %s", path, reason)
+            if begun is None:
+                self._quarantine(export, reason, emit)
+            else:  # the publisher quarantines it once what was sent is published
+                emit(stages.FileEnd(path, begun.sample_id, 0, 0, poisoned=reason))
 
     def _source(self, export: Export) -> Path:
         if export.kind != "cyz":
@@ -92,17 +102,7 @@ class Intake:
         return convert(export.path, self.cfg.ingest.converter, self.state_dir / "converted")
 
     def _quarantine(self, export: Export, reason: str, emit: Emit) -> None:
-        target = self.state_dir / "quarantine" / time.strftime("%Y%m%dT%H%M%S")
-        moved = []
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-            for f in export.files:
-                if f.exists():
-                    shutil.move(str(f), str(target / f.name))
-                    moved.append(f.name)
-            where = f"moved to {target}"
-        except OSError as exc:  # a read-only share: leave it, remember it
-            where = f"left in place ({exc})"
+        where = move_to_quarantine(_files(export), self.state_dir)
         log.error("quarantined %s: %s (%s)", export.path, reason, where)
         emit(ErrorEvent(str(export.path), f"{reason}; {where}", "quarantined"))
         self.ledger().mark(str(export.path), "quarantined", error=reason)
@@ -122,6 +122,20 @@ class _Skip:
         return pid in self._ids
 
 
-def _with_path(b: stages.FileBegin, path: str) -> stages.FileBegin:
-    return stages.FileBegin(path, b.sample_id, b.start, b.duration_s, b.analysed_volume_ul,
-                            b.triggered, b.saved, b.complete_at)
+def _files(export: Export) -> list[str]:
+    """The export's files, its identity first (so that, while they move, the watcher does
+    not see the measurement under its old name)."""
+    return [str(export.path)] + [str(f) for f in export.files if f != export.path]
+
+
+def move_to_quarantine(files: list[str], state_dir: Path) -> str:
+    """Move an export's files under state_dir/quarantine (out of the watched tree); says where."""
+    target = state_dir / "quarantine" / time.strftime("%Y%m%dT%H%M%S")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for f in map(Path, files):  # the first is the export's identity: it goes first
+            if f.exists() or f.is_symlink():
+                shutil.move(str(f), str(target / f.name))
+        return f"moved to {target}"
+    except OSError as exc:  # a read-only share: leave it, remember it
+        return f"left in place ({exc})"

@@ -2,7 +2,9 @@
 
 Each loop owns its sockets (ZeroMQ sockets are not thread-safe), wakes at least every
 0.5 s to beat its heartbeat and check for stop, and turns a failing item into error events
-rather than dying. Internal links are PUSH/PULL with small high-water marks, so a slow
+rather than dying. A merged batch that fails is split by file and each file retried alone
+(`isolated`): only a file that fails on its own is failed, as poison (the publisher then
+quarantines it); its neighbours in the batch go on. Internal links are PUSH/PULL with small high-water marks, so a slow
 stage blocks its producer (back-pressure) instead of dropping work.
 """
 
@@ -14,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import zmq
 
@@ -97,12 +99,13 @@ def encode_loop(ctx: zmq.Context, links: Links, engine_factory: Callable[[], Eng
                     continue
             if pending and (time.monotonic() - first >= wait or
                             sum(len(b) for b in pending) >= cfg.pipeline.max_batch):
-                merged = stages.merge(pending)
-                pending = []
-                out = _guarded(lambda: stages.encode(merged, engine), merged.keys, "encoding failed")
-                health.count("encoded", len(merged))
+                batches, pending = pending, []
+                outs = isolated(lambda group: stages.encode(stages.merge(group), engine), batches,
+                                _by_file, lambda group: [k for b in group for k in b.keys], "encoding")
+                health.count("encoded", sum(len(b) for b in batches))
                 health.count("batches")
-                send_blocking(push, stages.to_frames(out), stop, health, name)
+                for out in outs:
+                    send_blocking(push, stages.to_frames(out), stop, health, name)
     finally:
         engine.close()
         pull.close()
@@ -126,21 +129,47 @@ def classify_loop(ctx: zmq.Context, links: Links, gallery: gal.Gallery, cfg: Con
                 send_blocking(push, parts, stop, health, "classify")
                 continue
             batch = stages.from_frames(parts)
-            out = _guarded(lambda: stages.classify(batch, gallery, cfg.pipeline.embeddings),
-                           batch.keys, "classification failed")
-            send_blocking(push, stages.to_frames(out), stop, health, "classify")
+            outs = isolated(lambda b: stages.classify(b, gallery, cfg.pipeline.embeddings), batch,
+                            lambda b: [stages.take(b, rows) for rows in stages.by_sample(b.keys).values()],
+                            lambda b: b.keys, "classification")
+            for out in outs:
+                send_blocking(push, stages.to_frames(out), stop, health, "classify")
     finally:
         pull.close()
         push.close()
 
 
-def _guarded(fn, keys, what: str):
-    """Run a stage function; a failure becomes a Failed item for its particles."""
+T = TypeVar("T")
+
+
+def isolated(fn: Callable[[T], object], whole: T, split: Callable[[T], list[T]],
+             keys: Callable[[T], list], what: str) -> list:
+    """fn(whole), or - if that raises - fn(part) for each file's part of it. A part that
+    still fails becomes a poison `Failed` (traceback in the log, exception in the reason):
+    one file's bad input or a bug it triggers costs that file, not the batch's other files."""
     try:
-        return fn()
-    except Exception as exc:  # noqa: BLE001 - reported per particle, the loop goes on
-        log.exception("%s for %d particles", what, len(keys))
-        return Failed(list(keys), f"{what}: {type(exc).__name__}: {exc}")
+        return [fn(whole)]
+    except Exception:  # noqa: BLE001 - retried per file below
+        log.warning("%s failed for a batch of %d particles; retrying file by file", what,
+                    len(keys(whole)), exc_info=True)
+    outs: list = []
+    for part in split(whole):
+        try:
+            outs.append(fn(part))
+        except Exception as exc:  # noqa: BLE001 - reported as this file's error
+            sample = keys(part)[0][0] if keys(part) else "?"
+            log.exception("%s failed for sample %s on its own: it will be quarantined", what, sample)
+            outs.append(Failed(list(keys(part)), f"{what} failed: {type(exc).__name__}: {exc}",
+                               poison=True))
+    return outs
+
+
+def _by_file(batches: list[stages.PreparedBatch]) -> list[list[stages.PreparedBatch]]:
+    """Pending batches grouped by file (each batch from ingest holds one file's rows)."""
+    groups: dict[str, list[stages.PreparedBatch]] = {}
+    for b in batches:
+        groups.setdefault(b.keys[0][0] if b.keys else "", []).append(b)
+    return list(groups.values())
 
 
 # --------------------------------------------------------------------------- publish

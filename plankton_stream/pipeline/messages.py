@@ -32,15 +32,16 @@ class ParticleEvent:
 
     sample_id: str
     particle_id: int
-    label: str  # class name, or "unknown" (open set)
+    label: str  # class name, "unknown" (open set) or "unclassified" (nothing to go by)
     score: float  # the winning class's k-NN score in [0, 1]
     scores: dict[str, float]  # full score vector over the gallery's classes
-    modality: str  # "combined" | "profile" | "image": what decided it
+    modality: str  # "combined" | "profile" | "image" | "listmode" | "none": what decided it
     unknown: bool
-    distance: float  # cosine distance to the nearest gallery entry (open-set statistic)
+    distance: float | None  # to the nearest gallery entry (open-set statistic); None: unclassified
     model_id: str
     gallery_id: str
     embedding: bytes | None = None  # float16 little-endian, joint space (optional)
+    sets: list[str] = field(default_factory=list)  # export sets (operators' gates) it is in
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class SampleEvent:
     per_ml_triggered_scale: float | None  # triggered / saved: only valid for random subsampling
     model_id: str
     gallery_id: str
+    unclassified: int = 0  # particles with no pulses, no image and no listmode to go by
+    sets: list[str] = field(default_factory=list)  # export sets read as this one measurement
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ and resent after it, which subscribers drop by its key (sample id, particle id).
 replay path (`record`) and the sample counts read the outbox and are exactly once.
 
 A sample's `sample` event goes out when its FileEnd has arrived and every particle the file
-held is published or failed downstream.
+held is published or failed downstream. A poisoned file (an unexpected error while reading,
+or a batch of its own that failed even alone) gets no `sample` event: its published
+particles stay published, the file is quarantined and an `error` event says why.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from plankton_stream.pipeline.stages import ClassifiedBatch, Failed, FileBegin, 
 REJOIN_S = 1.5  # after a restart, time for live subscribers to reconnect before the resend
 
 Send = Callable[[list[bytes]], None]
+Quarantine = Callable[[list[str]], str]  # files -> where they went (or why they stayed)
+IMAGED = ("combined", "image")
 
 
 @dataclass
@@ -34,6 +38,7 @@ class _Open:
     begin: FileBegin
     end: FileEnd | None = None
     failed_downstream: int = 0
+    poison: str | None = None  # why this file must be quarantined
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Publisher:
     gallery_id: str
     with_embedding: bool = False
     on_done: Callable[[FileBegin, msg.SampleEvent], None] | None = None
+    quarantine: Quarantine | None = None
     pub: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     seq: int = 0
     published: int = 0
@@ -63,8 +69,9 @@ class Publisher:
         done = self.ledger.existing(ukeys)
         scores = np.round(c.scores.astype(np.float64), 4).tolist()
         best = np.round(c.best.astype(np.float64), 4).tolist()
-        dist = np.round(c.distance.astype(np.float64), 4).tolist()
+        dist = [None if d != d else d for d in np.round(c.distance.astype(np.float64), 4).tolist()]
         unknown = c.unknown.tolist()
+        sets = c.sets or [[] for _ in ukeys]
         items = []
         for i, ukey in enumerate(ukeys):
             if ukey in done:
@@ -74,24 +81,33 @@ class Publisher:
                 sample_id, int(pid), c.labels[i], best[i], dict(zip(c.classes, scores[i])),
                 c.modality[i], bool(unknown[i]), dist[i], self.model_id, self.gallery_id,
                 msg.embedding_bytes(c.embedding[i]) if self.with_embedding and c.embedding is not None
-                else None)
-            items.append((ukey, "particle", vars(event), c.labels[i], c.modality[i] != "profile"))
+                else None, list(sets[i]))
+            items.append((ukey, "particle", vars(event), c.labels[i], c.modality[i] in IMAGED))
         self._append(items)
         self.published += len(items)
         self._finish_ready()
         return len(items)
 
     def failed(self, f: Failed) -> None:
-        for o in self._open.values():
-            o.failed_downstream += sum(1 for s, _ in f.keys if s == o.begin.sample_id)
+        """Particles a stage could not process: one error event per sample of the batch."""
+        by_sample: dict[str, list[int]] = {}
         for sample_id, pid in f.keys:
-            self.error(msg.ErrorEvent("", f.reason, "skipped", sample_id, pid))
+            by_sample.setdefault(sample_id, []).append(pid)
+        for o in self._open.values():
+            n = len(by_sample.get(o.begin.sample_id, ()))
+            o.failed_downstream += n
+            if n and f.poison:
+                o.poison = o.poison or f.reason
+        for sample_id, pids in by_sample.items():
+            file = next((o.begin.path for o in self._open.values() if o.begin.sample_id == sample_id), "")
+            self.error(msg.ErrorEvent(file, f"{len(pids)} particle(s) not classified: {f.reason}",
+                                      "skipped", sample_id, pids[0]))
         self._finish_ready()
 
     def end(self, e: FileEnd) -> None:
         if e.path not in self._open:  # no particles at all were readable: still a sample
             self._open[e.path] = _Open(FileBegin(e.path, e.sample_id, None, None, None, None, None,
-                                                 time.time()))
+                                                 time.time(), files=[e.path]))
         self._open[e.path].end = e
         self._finish_ready()
 
@@ -148,8 +164,14 @@ class Publisher:
         for path, o in list(self._open.items()):
             if o.end is None:
                 continue
+            if o.end.poisoned:  # reading stopped: what it sent is published as it comes
+                self._poisoned(path, o, o.end.poisoned)
+                continue
             done = self.ledger.particle_count(o.end.sample_id)
             if done + o.failed_downstream < o.end.good:
+                continue
+            if o.poison:
+                self._poisoned(path, o, o.poison)
                 continue
             event = self._sample_event(o, done)
             self._emit([(f"s/{o.end.sample_id}", event, None, False)])
@@ -160,6 +182,15 @@ class Publisher:
             self.last_lag_s = time.time() - o.begin.complete_at
             if self.on_done is not None:
                 self.on_done(o.begin, event)
+
+    def _poisoned(self, path: str, o: _Open, reason: str) -> None:
+        """Quarantine a file that failed on its own; no sample event (it is incomplete)."""
+        files = o.begin.files or [path]
+        where = self.quarantine(files) if self.quarantine else "left in place"
+        self.error(msg.ErrorEvent(path, f"{reason}; {where}", "quarantined", o.begin.sample_id))
+        self.ledger.mark(path, "quarantined", sample_id=o.begin.sample_id, error=reason)
+        del self._open[path]
+        self.samples_done += 1  # finished with, as far as draining is concerned
 
     def _sample_event(self, o: _Open, classified: int) -> msg.SampleEvent:
         b, e = o.begin, o.end
@@ -173,9 +204,10 @@ class Publisher:
             analysed_volume_ul=volume, counts=counts, per_ml=per_ml,
             denominator=("analysed volume reported by the instrument (mL = µL / 1000); counts are "
                          "of the particles saved in the file" if volume else
-                         "none: the export states no analysed volume"),
+                         f"none: {b.volume_note or 'the export states no analysed volume'}"),
             unknown=counts.get("unknown", 0), failed=e.failed + o.failed_downstream,
             particles_total=e.good + e.failed, classified=classified, imaged=imaged,
             triggered=b.triggered, saved=b.saved,
             per_ml_triggered_scale=round(scale, 6) if scale else None,
-            model_id=self.model_id, gallery_id=self.gallery_id)
+            model_id=self.model_id, gallery_id=self.gallery_id,
+            unclassified=counts.get("unclassified", 0), sets=list(b.sets))

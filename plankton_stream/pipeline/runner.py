@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import zmq
@@ -22,7 +23,7 @@ from plankton_stream.backends import open_engine
 from plankton_stream.config import Config
 from plankton_stream.pipeline import loops, replay
 from plankton_stream.pipeline.health import Health
-from plankton_stream.pipeline.intake import Intake
+from plankton_stream.pipeline.intake import Intake, move_to_quarantine
 from plankton_stream.pipeline.ledger import Ledger
 from plankton_stream.pipeline.messages import StatusEvent
 from plankton_stream.pipeline.publish import Publisher
@@ -147,7 +148,8 @@ class Pipeline:
                 self.health.drops["pub"] = self.health.drops.get("pub", 0) + 1
 
         self.publisher = Publisher(ledger, send, self.cfg.station.name, self.model.model_id,
-                                   gallery_id(self.gallery), self.cfg.pipeline.embeddings)
+                                   gallery_id(self.gallery), self.cfg.pipeline.embeddings,
+                                   quarantine=partial(move_to_quarantine, state_dir=self.cfg.watch.state_dir))
         resent = self.publisher.resend_unsent()
         if resent:
             log.warning("resent %d events committed before a crash but maybe never sent", resent)

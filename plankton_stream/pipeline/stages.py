@@ -10,7 +10,7 @@ Each row is embedded and classified on its own, so batch composition never chang
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -39,6 +39,9 @@ class FileBegin:
     triggered: int | None
     saved: int | None
     complete_at: float  # wall clock when the file was judged complete on disk
+    volume_note: str = ""  # why analysed_volume_ul is None, when it is
+    sets: list[str] = field(default_factory=list)  # export sets read as this measurement
+    files: list[str] = field(default_factory=list)  # every file of the export (quarantine)
 
 
 @dataclass(frozen=True)
@@ -47,16 +50,24 @@ class FileEnd:
     sample_id: str
     good: int  # particles that will be (or already were) classified
     failed: int  # particles that could not be used
+    poisoned: str | None = None  # reading stopped on an unexpected error: quarantine, no sample
 
 
 @dataclass(frozen=True)
 class PreparedBatch:
+    """Prepared particles of one or more files. Every row has a key, listmode features
+    (NaN where absent) and its sets; profiles and images exist for the rows listed in
+    `profile_rows` / `image_rows` only (exports without pulses; most particles unimaged)."""
+
     keys: list[Key]
-    profiles: np.ndarray  # (B, C, L)
-    profile_meta: np.ndarray  # (B, 1)
+    profile_rows: np.ndarray  # (P,) rows that have a profile
+    profiles: np.ndarray  # (P, C, L)
+    profile_meta: np.ndarray  # (P, 1)
     image_rows: np.ndarray  # (M,) rows that have an image
     images: np.ndarray  # (M, S, S)
     image_meta: np.ndarray  # (M, 2)
+    listmode: np.ndarray  # (B, F) float32, NaN where not exported
+    sets: list[list[str]]  # (B,) export sets per row
     born: np.ndarray  # (B,) when each row's file was complete on disk (latency)
 
     def __len__(self) -> int:
@@ -66,18 +77,26 @@ class PreparedBatch:
 @dataclass(frozen=True)
 class EmbeddedBatch:
     keys: list[Key]
-    profile: np.ndarray  # (B, D)
+    profile_rows: np.ndarray  # (P,)
+    profile: np.ndarray  # (P, D)
     image_rows: np.ndarray  # (M,)
     image: np.ndarray  # (M, D)
+    listmode: np.ndarray  # (B, F)
+    sets: list[list[str]]
     born: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 @dataclass(frozen=True)
 class Failed:
-    """Particles a stage could not process: they travel on and count as failed."""
+    """Particles a stage could not process: they travel on and count as failed.
+    `poison`: the failure is the file's own (it failed alone too): quarantine the file."""
 
     keys: list[Key]
     reason: str
+    poison: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,11 +106,12 @@ class ClassifiedBatch:
     scores: np.ndarray  # (B, K) over `classes`
     classes: list[str]
     best: np.ndarray
-    distance: np.ndarray
+    distance: np.ndarray  # NaN for unclassified rows
     unknown: np.ndarray
-    modality: list[str]
-    embedding: np.ndarray | None  # (B, D) the vector that decided, if asked for
+    modality: list[str]  # combined | profile | image | listmode | none
+    embedding: np.ndarray | None  # (B, D) the vector that decided, if asked for (zeros: none)
     born: np.ndarray
+    sets: list[list[str]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- ingest
@@ -101,17 +121,19 @@ def ingest(path: Path, spec: PreprocessSpec, cfg: IngestConfig, complete_at: flo
            skip: set[int] | None = None, chunk: int = 64
            ) -> Iterator[FileBegin | PreparedBatch | ErrorEvent | FileEnd]:
     """Read and prepare one export. Raises FormatError / ChannelError for a whole-file problem
-    (before anything is emitted); particle problems come out as ErrorEvents."""
+    (before anything is emitted); particle problems come out as ErrorEvents. An export without
+    pulses needs no channel map: its particles go by image or listmode."""
     reading = read_any(path, cfg)
     s = reading.sample
     try:
-        cmap = channel_map(s, spec, cfg)
+        cmap = channel_map(s, spec, cfg) if s.has_pulses else None
     except ChannelError:
         reading.close()
         raise
     file = str(path)
     yield FileBegin(file, s.sample_id, s.start.isoformat() if s.start else None, s.duration_s,
-                    s.analysed_volume_ul, s.triggered, s.saved, complete_at)
+                    s.analysed_volume_ul, s.triggered, s.saved, complete_at, s.volume_note,
+                    list(s.sets), [str(f) for f in s.extra.get("files", [file])])
     skip = skip or set()
     rows: list[Prepared] = []
     good = failed = 0
@@ -126,73 +148,119 @@ def ingest(path: Path, spec: PreprocessSpec, cfg: IngestConfig, complete_at: flo
             continue
         prepared = prepare_particle(item, s, cmap, spec, cfg)
         if prepared.image_problem:
-            yield ErrorEvent(file, f"image unusable, classified from its profile: {prepared.image_problem}",
+            yield ErrorEvent(file, f"image unusable, classified without it: {prepared.image_problem}",
                              "image_dropped", s.sample_id, item.particle_id)
         rows.append(prepared)
         if len(rows) >= chunk:
-            yield batch_of(rows, complete_at)
+            yield batch_of(rows, complete_at, spec)
             rows = []
     if rows:
-        yield batch_of(rows, complete_at)
+        yield batch_of(rows, complete_at, spec)
     yield FileEnd(file, s.sample_id, good, failed)
 
 
-def batch_of(rows: list[Prepared], born: float) -> PreparedBatch:
-    """Stack prepared particles (at least one) into a batch."""
-    with_image = [i for i, r in enumerate(rows) if r.image is not None]
-    img_shape = rows[with_image[0]].image.shape if with_image else (0, 0)
+def batch_of(rows: list[Prepared], born: float, spec: PreprocessSpec) -> PreparedBatch:
+    """Stack prepared particles into a batch; the empty parts keep their model shapes, so
+    batches of any image or pulse mix merge."""
+    prof = [i for i, r in enumerate(rows) if r.profile is not None]
+    imgs = [i for i, r in enumerate(rows) if r.image is not None]
+    c, length, size = len(spec.channels), spec.profile_length, spec.image_size
     return PreparedBatch(
         keys=[r.key for r in rows],
-        profiles=np.stack([r.profile for r in rows]),
-        profile_meta=np.stack([r.profile_meta for r in rows]),
-        image_rows=np.asarray(with_image, dtype=np.int64),
-        images=np.stack([rows[i].image for i in with_image]) if with_image else np.zeros((0, *img_shape), np.float32),
-        image_meta=np.stack([rows[i].image_meta for i in with_image]) if with_image else np.zeros((0, 2), np.float32),
+        profile_rows=np.asarray(prof, dtype=np.int64),
+        profiles=_stack([rows[i].profile for i in prof], (c, length)),
+        profile_meta=_stack([rows[i].profile_meta for i in prof], (spec.profile_meta_dim,)),
+        image_rows=np.asarray(imgs, dtype=np.int64),
+        images=_stack([rows[i].image for i in imgs], (size, size)),
+        image_meta=_stack([rows[i].image_meta for i in imgs], (spec.image_meta_dim,)),
+        listmode=_stack([r.listmode if r.listmode is not None else
+                         np.full(len(spec.listmode_features), np.nan, np.float32) for r in rows],
+                        (len(spec.listmode_features),)),
+        sets=[list(r.sets) for r in rows],
         born=np.full(len(rows), born, dtype=np.float64),
     )
 
 
+def _stack(arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    return np.stack(arrays).astype(np.float32, copy=False) if arrays else np.zeros((0, *shape), np.float32)
+
+
 def merge(batches: list[PreparedBatch]) -> PreparedBatch:
-    """One batch from several (any files); row order is the concatenation."""
+    """One batch from several (any files, any image or pulse mix); rows concatenated."""
     if len(batches) == 1:
         return batches[0]
     offsets = np.cumsum([0] + [len(b) for b in batches[:-1]])
     return PreparedBatch(
         keys=[k for b in batches for k in b.keys],
-        profiles=np.concatenate([b.profiles for b in batches]),
-        profile_meta=np.concatenate([b.profile_meta for b in batches]),
+        profile_rows=np.concatenate([b.profile_rows + o for b, o in zip(batches, offsets)]),
+        profiles=_cat([b.profiles for b in batches]),
+        profile_meta=_cat([b.profile_meta for b in batches]),
         image_rows=np.concatenate([b.image_rows + o for b, o in zip(batches, offsets)]),
-        images=np.concatenate([b.images for b in batches]),
-        image_meta=np.concatenate([b.image_meta for b in batches]),
+        images=_cat([b.images for b in batches]),
+        image_meta=_cat([b.image_meta for b in batches]),
+        listmode=_cat([b.listmode for b in batches]),
+        sets=[x for b in batches for x in b.sets],
         born=np.concatenate([b.born for b in batches]),
     )
+
+
+def _cat(arrays: list[np.ndarray]) -> np.ndarray:
+    """Concatenate along rows; empty parts (whatever their trailing shape) are left out."""
+    full = [a for a in arrays if len(a)]
+    return np.concatenate(full) if full else arrays[0]
+
+
+def by_sample(keys: list[Key]) -> dict[str, np.ndarray]:
+    """Row indices of each sample in a batch (for splitting a failed batch by file)."""
+    groups: dict[str, list[int]] = {}
+    for i, (sample_id, _) in enumerate(keys):
+        groups.setdefault(sample_id, []).append(i)
+    return {s: np.asarray(rows, dtype=np.int64) for s, rows in groups.items()}
+
+
+def take(batch: EmbeddedBatch, rows: np.ndarray) -> EmbeddedBatch:
+    """The rows `rows` (sorted) of an embedded batch, as a batch of their own."""
+    def part(sub_rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        hit = np.isin(sub_rows, rows)
+        return np.searchsorted(rows, sub_rows[hit]), values[hit]
+
+    prow, prof = part(batch.profile_rows, batch.profile)
+    irow, img = part(batch.image_rows, batch.image)
+    return EmbeddedBatch([batch.keys[i] for i in rows], prow, prof, irow, img, batch.listmode[rows],
+                         [batch.sets[i] for i in rows], batch.born[rows])
 
 
 # --------------------------------------------------------------------------- encode, classify
 
 
 def encode(batch: PreparedBatch, engine: Engine) -> EmbeddedBatch:
-    profile = engine.embed("profile", batch.profiles, batch.profile_meta)
+    """Embed the rows that have a profile / an image; the rest pass on with their listmode."""
+    profile = image = np.zeros((0, 0), np.float32)
+    prow = irow = np.zeros(0, np.int64)
+    if len(batch.profile_rows) and "profile" in engine.modalities:
+        profile, prow = engine.embed("profile", batch.profiles, batch.profile_meta), batch.profile_rows
     if len(batch.image_rows) and "image" in engine.modalities:
-        image = engine.embed("image", batch.images, batch.image_meta)
-        rows = batch.image_rows
-    else:
-        image, rows = np.zeros((0, profile.shape[1]), np.float32), np.zeros(0, np.int64)
-    return EmbeddedBatch(batch.keys, profile, rows, image, batch.born)
+        image, irow = engine.embed("image", batch.images, batch.image_meta), batch.image_rows
+    return EmbeddedBatch(batch.keys, prow, profile, irow, image, batch.listmode, batch.sets, batch.born)
 
 
 def classify(batch: EmbeddedBatch, g: gal.Gallery, keep_embedding: bool = False) -> ClassifiedBatch:
+    """Each row by what it has: image + profile, profile, image, listmode, or nothing."""
     b = len(batch.keys)
-    has = np.zeros(b, bool)
-    has[batch.image_rows] = True
-    image = np.zeros_like(batch.profile)
-    image[batch.image_rows] = batch.image
-    r = gal.classify(g, batch.profile, image if has.any() else None, has, "auto")
+    dim = max(batch.profile.shape[1], batch.image.shape[1], gal.dim(g))
+    has_p, has_i = np.zeros(b, bool), np.zeros(b, bool)
+    has_p[batch.profile_rows], has_i[batch.image_rows] = True, True
+    profile, image = np.zeros((b, dim), np.float32), np.zeros((b, dim), np.float32)
+    if len(batch.profile_rows):
+        profile[batch.profile_rows] = batch.profile
+    if len(batch.image_rows):
+        image[batch.image_rows] = batch.image
+    r = gal.classify(g, profile, image, has_i, "auto", has_profile=has_p, listmode=batch.listmode)
     embedding = None
     if keep_embedding:
-        embedding = np.where(has[:, None], _unit(batch.profile + image), batch.profile)
+        embedding = np.where((has_p & has_i)[:, None], _unit(profile + image), profile + image)
     return ClassifiedBatch(batch.keys, r.labels, r.scores, list(g.classes), r.best, r.distance,
-                           r.unknown, r.modality, embedding, batch.born)
+                           r.unknown, r.modality, embedding, batch.born, batch.sets)
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -202,21 +270,25 @@ def _unit(a: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- frames
 
 
+_ROW_ARRAYS = {
+    "prepared": ("profile_rows", "profiles", "profile_meta", "image_rows", "images", "image_meta",
+                 "listmode", "born"),
+    "embedded": ("profile_rows", "profile", "image_rows", "image", "listmode", "born"),
+}
+
+
 def to_frames(item) -> list[bytes]:
     """Any stage item -> ZeroMQ frames (see frames.py)."""
-    if isinstance(item, PreparedBatch):
-        return frames.pack("prepared", {"keys": item.keys}, {
-            "profiles": item.profiles, "profile_meta": item.profile_meta, "image_rows": item.image_rows,
-            "images": item.images, "image_meta": item.image_meta, "born": item.born})
-    if isinstance(item, EmbeddedBatch):
-        return frames.pack("embedded", {"keys": item.keys}, {
-            "profile": item.profile, "image_rows": item.image_rows, "image": item.image, "born": item.born})
+    if isinstance(item, (PreparedBatch, EmbeddedBatch)):
+        kind = "prepared" if isinstance(item, PreparedBatch) else "embedded"
+        return frames.pack(kind, {"keys": item.keys, "sets": item.sets},
+                           {n: getattr(item, n) for n in _ROW_ARRAYS[kind]})
     if isinstance(item, ClassifiedBatch):
         arrays = {"scores": item.scores, "best": item.best, "distance": item.distance,
                   "unknown": item.unknown, "born": item.born}
         if item.embedding is not None:
             arrays["embedding"] = item.embedding
-        return frames.pack("classified", {"keys": item.keys, "labels": item.labels,
+        return frames.pack("classified", {"keys": item.keys, "labels": item.labels, "sets": item.sets,
                                           "classes": item.classes, "modality": item.modality}, arrays)
     kind = {FileBegin: "begin", FileEnd: "end", ErrorEvent: "error", Failed: "failed"}[type(item)]
     return frames.pack(kind, vars(item))
@@ -225,16 +297,13 @@ def to_frames(item) -> list[bytes]:
 def from_frames(parts: list[bytes]):
     kind, h, a = frames.unpack(parts)
     keys = [(str(s), int(i)) for s, i in h.get("keys", [])]
-    if kind == "prepared":
-        return PreparedBatch(keys, a["profiles"], a["profile_meta"], a["image_rows"], a["images"],
-                             a["image_meta"], a["born"])
-    if kind == "embedded":
-        return EmbeddedBatch(keys, a["profile"], a["image_rows"], a["image"], a["born"])
+    if kind in _ROW_ARRAYS:
+        cls = PreparedBatch if kind == "prepared" else EmbeddedBatch
+        return cls(keys=keys, sets=h["sets"], **{n: a[n] for n in _ROW_ARRAYS[kind]})
     if kind == "classified":
         return ClassifiedBatch(keys, h["labels"], a["scores"], h["classes"], a["best"], a["distance"],
-                               a["unknown"], h["modality"], a.get("embedding"), a["born"])
+                               a["unknown"], h["modality"], a.get("embedding"), a["born"], h["sets"])
     if kind == "failed":
-        return Failed(keys, h["reason"])
+        return Failed(keys, h["reason"], h.get("poison", False))
     cls = {"begin": FileBegin, "end": FileEnd, "error": ErrorEvent}[kind]
     return cls(**h)
-

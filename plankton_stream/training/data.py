@@ -25,7 +25,7 @@ from plankton_stream.formats import read_any
 from plankton_stream.particles import Particle
 from plankton_stream.preprocess import PreprocessSpec, channel_map, prepare_particle
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: listmode features and has_profile
 
 
 @dataclass
@@ -40,6 +40,8 @@ class ParticleSet:
     has_image: np.ndarray  # (N,) bool
     files: list[str]
     skipped: list[str]  # files that could not be used, with the reason
+    listmode: np.ndarray | None = None  # (N, F) listmode features (NaN where not exported)
+    has_profile: np.ndarray | None = None  # (N,) bool; profiles are zeros where False
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -49,7 +51,15 @@ class ParticleSet:
         return dataclasses.replace(
             self, keys=[self.keys[i] for i in rows], profiles=self.profiles[rows],
             profile_meta=self.profile_meta[rows], images=self.images[rows],
-            image_meta=self.image_meta[rows], has_image=self.has_image[rows])
+            image_meta=self.image_meta[rows], has_image=self.has_image[rows],
+            listmode=None if self.listmode is None else self.listmode[rows],
+            has_profile=None if self.has_profile is None else self.has_profile[rows])
+
+    def with_profiles(self) -> "ParticleSet":
+        """Only the particles that have a pulse profile (what cross-modal training needs)."""
+        if self.has_profile is None or self.has_profile.all():
+            return self
+        return self.subset(np.flatnonzero(self.has_profile))
 
 
 def prepare_files(paths: list[Path], spec: PreprocessSpec, ingest: IngestConfig,
@@ -86,23 +96,28 @@ def _prepare_job(job: tuple) -> dict:
 
 def _prepare_one(path: Path, spec: PreprocessSpec, ingest: IngestConfig) -> dict:
     reading = read_any(path, ingest)
-    cmap = channel_map(reading.sample, spec, ingest)
+    cmap = channel_map(reading.sample, spec, ingest) if reading.sample.has_pulses else None
     rows = [prepare_particle(p, reading.sample, cmap, spec, ingest)
             for p in reading.items if isinstance(p, Particle)]
     n, s = len(rows), spec.image_size
     images = np.zeros((n, s, s), np.float32)
     image_meta = np.zeros((n, spec.image_meta_dim), np.float32)
     has_image = np.zeros(n, bool)
+    profiles = np.zeros((n, len(spec.channels), spec.profile_length), np.float32)
+    profile_meta = np.zeros((n, spec.profile_meta_dim), np.float32)
+    has_profile = np.zeros(n, bool)
     for i, r in enumerate(rows):
         if r.image is not None:
             images[i], image_meta[i], has_image[i] = r.image, r.image_meta, True
+        if r.profile is not None:
+            profiles[i], profile_meta[i], has_profile[i] = r.profile, r.profile_meta, True
     return {
         "sample_ids": np.asarray([r.sample_id for r in rows], dtype=str),
         "particle_ids": np.asarray([r.particle_id for r in rows], dtype=np.int64),
-        "profiles": np.stack([r.profile for r in rows]) if rows else
-        np.zeros((0, len(spec.channels), spec.profile_length), np.float32),
-        "profile_meta": np.stack([r.profile_meta for r in rows]) if rows else np.zeros((0, 1), np.float32),
+        "profiles": profiles, "profile_meta": profile_meta, "has_profile": has_profile,
         "images": images, "image_meta": image_meta, "has_image": has_image,
+        "listmode": np.stack([r.listmode for r in rows]) if rows else
+        np.zeros((0, len(spec.listmode_features)), np.float32),
     }
 
 
@@ -120,12 +135,14 @@ def _stack(parts: list[dict], spec: PreprocessSpec, files: list[str]) -> Particl
         s, c, length = spec.image_size, len(spec.channels), spec.profile_length
         return ParticleSet([], np.zeros((0, c, length), np.float32), np.zeros((0, 1), np.float32),
                            np.zeros((0, s, s), np.float32), np.zeros((0, 2), np.float32),
-                           np.zeros(0, bool), files, skipped)
+                           np.zeros(0, bool), files, skipped,
+                           np.zeros((0, len(spec.listmode_features)), np.float32), np.zeros(0, bool))
     keys = [(str(s), int(i)) for p in parts for s, i in zip(p["sample_ids"], p["particle_ids"])]
     cat = {k: np.concatenate([p[k] for p in parts]) for k in
-           ("profiles", "profile_meta", "images", "image_meta", "has_image")}
+           ("profiles", "profile_meta", "images", "image_meta", "has_image", "listmode", "has_profile")}
     return ParticleSet(keys, cat["profiles"], cat["profile_meta"], cat["images"],
-                       cat["image_meta"], cat["has_image"], files, skipped)
+                       cat["image_meta"], cat["has_image"], files, skipped, cat["listmode"],
+                       cat["has_profile"])
 
 
 def prepare_dirs(dirs: list[Path], spec: PreprocessSpec, ingest: IngestConfig,

@@ -16,6 +16,7 @@ from plankton_stream.formats import find_exports
 from plankton_stream.models.crossmodal import CrossModalModel
 from plankton_stream.pipeline import stages
 from plankton_stream.pipeline.messages import ErrorEvent
+from plankton_stream.preprocess import Prepared
 from plankton_stream.simulate import read_truth
 from tests.conftest import TINY_MODEL, TINY_PRE
 
@@ -36,7 +37,8 @@ def tiny(tmp_path_factory, sim_frames):
     has[emb.image_rows] = True
     image = np.zeros_like(emb.profile)
     image[emb.image_rows] = emb.image
-    g = gal.build(art.model_id, [truth[k] for k in batch.keys], batch.keys, emb.profile, image, has)
+    g = gal.build(art.model_id, [truth[k] for k in batch.keys], batch.keys, emb.profile, image, has,
+                  extras=gal.Extras(None, batch.listmode, art.preprocess.listmode_features))
     return art, g, path
 
 
@@ -69,7 +71,7 @@ def test_batch_composition_never_changes_results(tiny):
     singles = []
     for b in items:
         for r in range(len(b)):
-            one = stages.batch_of([_row(b, r)], 0.0)
+            one = stages.batch_of([row_of(b, r)], 0.0, art.preprocess)
             singles.append(stages.classify(stages.encode(one, engine), g, keep_embedding=True))
     assert [s.keys[0] for s in singles] == whole.keys
     assert [s.labels[0] for s in singles] == whole.labels
@@ -79,13 +81,16 @@ def test_batch_composition_never_changes_results(tiny):
     np.testing.assert_allclose(np.concatenate([s.scores for s in singles]), whole.scores, atol=1e-4)
 
 
-def _row(b: stages.PreparedBatch, r: int):
-    from plankton_stream.preprocess import Prepared
-
+def row_of(b: stages.PreparedBatch, r: int) -> Prepared:
+    """Row r of a prepared batch as the Prepared particle it was made from."""
     hit = np.flatnonzero(b.image_rows == r)
     image = b.images[hit[0]] if len(hit) else None
     meta = b.image_meta[hit[0]] if len(hit) else None
-    return Prepared(b.keys[r][0], b.keys[r][1], b.profiles[r], b.profile_meta[r], image, meta)
+    ph = np.flatnonzero(b.profile_rows == r)
+    profile = b.profiles[ph[0]] if len(ph) else None
+    pmeta = b.profile_meta[ph[0]] if len(ph) else None
+    return Prepared(b.keys[r][0], b.keys[r][1], profile, pmeta, image, meta, None, b.listmode[r],
+                    tuple(b.sets[r]))
 
 
 def test_every_stage_item_survives_its_frames(tiny):
