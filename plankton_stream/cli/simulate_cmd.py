@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from plankton_stream.formats.cytoclus_writer import ClusVariant
 from plankton_stream.simulate import RunPlan, SimSettings, simulate_to_disk
 from plankton_stream.simulate.instrument import NAMINGS
 from plankton_stream.simulate.run import FORMATS
@@ -29,6 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="channel names as written (default: cs2020 for JSON, cefas for CytoClus)")
     p.add_argument("--write-mbps", type=float, default=None,
                    help="throttle writing to this rate (MB/s), like a slow SMB share")
+    clus = p.add_argument_group("CytoClus layout (with --format cytoclus), as operators export it")
+    clus.add_argument("--sets", default=None, metavar="NAMES",
+                      help='comma-separated sets, e.g. "Default (all),All Imaged Particles"')
+    clus.add_argument("--no-pulses", action="store_true", help="no _Pulses.csv (Listmode + crops only)")
+    clus.add_argument("--no-info", action="store_true", help="no _Info.txt (no volume: per mL is nil)")
+    clus.add_argument("--listmode-params", default=None, metavar="NAMES",
+                      help='only these listmode parameters, e.g. "Total" (CytoClus 4 export choice)')
+    clus.add_argument("--settings", action="store_true", help="write the CytoClus 4 Settings/ folder")
+    clus.add_argument("--semicolon", action="store_true", help="European locale: ';' and decimal commas")
     p.set_defaults(handler=run)
 
 
@@ -43,6 +53,17 @@ def run(args: argparse.Namespace) -> int:
         naming=args.naming or ("cefas" if clus else "cs2020"),
     )
     plan = RunPlan(out=args.out, seed=args.seed, samples=args.samples, fmt=args.format,
-                   interval_s=args.interval, write_mb_per_s=args.write_mbps)
+                   interval_s=args.interval, write_mb_per_s=args.write_mbps,
+                   clus_variant=_clus_variant(args))
     simulate_to_disk(plan, settings, on_written=lambda path: print(path, flush=True))
     return 0
+
+
+def _clus_variant(args: argparse.Namespace) -> ClusVariant:
+    def names(text: str | None) -> tuple[str, ...]:
+        return tuple(n.strip() for n in text.split(",") if n.strip()) if text else ()
+
+    params = names(args.listmode_params)
+    return ClusVariant(semicolon=args.semicolon, sets=names(args.sets), pulses=not args.no_pulses,
+                       info=not args.no_info, listmode_params=params or None, settings=args.settings,
+                       exif=args.settings)

@@ -80,3 +80,20 @@ def test_console_script_runs_as_a_real_process(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["particles"] == 20
+
+
+def test_simulate_a_listmode_and_crops_export_and_inspect_says_what_the_service_will_do(tmp_path, capsys):
+    """The layout many operators export: two sets, Listmode totals + crops, no Pulses, no Info."""
+    assert main(["simulate", "--out", str(tmp_path), "--seed", "3", "--particles", "120",
+                 "--format", "cytoclus", "--image-fraction", "0.2", "--sets",
+                 "Default (all),All Imaged Particles", "--no-pulses", "--no-info",
+                 "--listmode-params", "Total", "--settings"]) == 0
+    written = [Path(line) for line in capsys.readouterr().out.split("\n") if line]
+    summary = run_json(capsys, "inspect", str(tmp_path), "--json")
+    assert summary["path"] == str(tmp_path) and written[-1].name.endswith("_Listmode.csv")
+    assert summary["pulses"] is False and summary["analysed_volume_ul"] is None
+    assert summary["sets"] == ["Default (all)", "All Imaged Particles"]
+    truth_file = next(tmp_path.glob("*.truth.csv"))
+    imaged = sum(1 for line in truth_file.read_text().splitlines()[1:] if ",True," in line)
+    assert summary["plan"] == {"combined": 0, "profile": 0, "image": imaged, "listmode": 120 - imaged,
+                               "none": 0}
