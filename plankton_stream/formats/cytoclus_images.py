@@ -6,13 +6,24 @@ exports carry (`__MACOSX/`, `._*` resource forks, `.DS_Store`) is ignored; a fil
 an image (by its magic bytes) is reported and the particle is kept without it. A crop's EXIF
 says when and on which instrument it was taken: the sample's time and serial when the export
 has no `_Info.txt` (`crop_metadata`, one crop's header only).
+
+Exports come from instruments and shares we do not control, so every read is bounded: an
+entry larger than MAX_IMAGE_BYTES (by its zip header, its file size, or what it actually
+inflates to), a zip entry compressed more than MAX_RATIO:1 (a bomb, not a JPEG), or a
+folder entry that is not a regular file (a FIFO would block the reader for ever; a device
+or a dangling link) is refused without being read whole: the particle is kept without its
+image and the reason reported, like any other unusable image.
 """
 
 from __future__ import annotations
 
 import io
+import lzma
+import os
 import re
+import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +38,17 @@ _IMAGE_DESCRIPTION = 270
 
 _NAME = re.compile(r"_(Cropped|Uncropped)_(\d+)\.(jpe?g|png|tiff?|bmp)$", re.IGNORECASE)
 _EXT_RANK = {"jpg": 0, "jpeg": 0, "png": 1, "tif": 2, "tiff": 2, "bmp": 3}
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # a crop or a full frame is < 5 MB
+MAX_RATIO = 200  # JPEGs barely deflate; 200:1 is a bomb (checked above RATIO_FROM bytes)
+RATIO_FROM = 1024 * 1024
+# what a damaged or hostile zip entry can raise while it is inflated (all: this image only)
+_ZIP_ERRORS = (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, zlib.error,
+               lzma.LZMAError)
+
+
+class UnsafeImage(ValueError):
+    """An image file that is refused before it is read whole."""
 
 
 def _junk(name: str) -> bool:
@@ -53,8 +75,12 @@ class ImageStore:
                 names = [i.filename for i in archive.infolist() if not i.is_dir()]
             except (zipfile.BadZipFile, OSError) as exc:
                 return cls(root, None, {}, [f"cannot open image archive {root.name}: {exc}"])
+        elif root.is_dir():
+            # not only regular files: a FIFO or a dangling link named like a crop is reported
+            # when its particle is read (`_read_file` refuses it), not silently left out
+            names = sorted(e.name for e in os.scandir(root) if not e.is_dir())
         else:
-            names = [p.name for p in sorted(root.iterdir()) if p.is_file()]
+            return cls(root, None, {}, [f"image store {root.name} is neither a folder nor a file"])
         return cls(root, archive, _index(names), errors)
 
     def close(self) -> None:
@@ -83,13 +109,47 @@ class ImageStore:
 
     def _read(self, name: str) -> tuple[bytes | None, str | None]:
         try:
-            return (self.zip.read(name) if self.zip else (self.root / name).read_bytes()), None
-        except (OSError, KeyError, zipfile.BadZipFile) as exc:
+            return (_read_member(self.zip, name) if self.zip else _read_file(self.root / name)), None
+        except (OSError, KeyError, UnsafeImage, *_ZIP_ERRORS) as exc:
             return None, f"cannot read image {name}: {exc}"
 
     def unclaimed(self, seen: set[int]) -> list[int]:
         """Ids of images whose particle was never read."""
         return sorted(pid for pid in self.index if pid not in seen)
+
+
+def _read_member(archive: zipfile.ZipFile, name: str) -> bytes:
+    """A zip entry, refused by its header when too big or too compressed, and read with a
+    bounded read (a forged header cannot make it inflate more than the cap)."""
+    info = archive.getinfo(name)
+    if info.file_size > MAX_IMAGE_BYTES:
+        raise UnsafeImage(f"{info.file_size} bytes uncompressed; an image is at most {MAX_IMAGE_BYTES}")
+    if info.file_size > RATIO_FROM and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise UnsafeImage(f"compressed {info.file_size // max(info.compress_size, 1)}:1 "
+                          f"({info.compress_size} -> {info.file_size} bytes): not an image")
+    with archive.open(info) as f:
+        return _capped(f.read(MAX_IMAGE_BYTES + 1))
+
+
+def _read_file(path: Path) -> bytes:
+    """A regular file of at most MAX_IMAGE_BYTES; anything else is refused without blocking."""
+    st = os.stat(path)  # follows links: a dangling one raises FileNotFoundError
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeImage("not a regular file")
+    if st.st_size > MAX_IMAGE_BYTES:
+        raise UnsafeImage(f"{st.st_size} bytes; an image is at most {MAX_IMAGE_BYTES}")
+    # O_NONBLOCK and the fstat: it may have been swapped for a FIFO since the stat
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeImage("not a regular file")
+        return _capped(f.read(MAX_IMAGE_BYTES + 1))
+
+
+def _capped(data: bytes) -> bytes:
+    if len(data) > MAX_IMAGE_BYTES:  # the header or the stat understated it
+        raise UnsafeImage(f"more than {MAX_IMAGE_BYTES} bytes; an image is at most that")
+    return data
 
 
 def _index(names: list[str]) -> dict[int, tuple[str, bool]]:
@@ -173,7 +233,7 @@ def crop_metadata(data: bytes) -> CropMetadata:
     """Parse one crop's EXIF header (no pixel decoding); empty when there is none."""
     try:
         exif = Image.open(io.BytesIO(data)).getexif()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return CropMetadata()
     desc = _text(exif.get(_IMAGE_DESCRIPTION))
     comment = _text(exif.get(_XP_COMMENT), utf16=True)

@@ -153,6 +153,9 @@ def run_record(endpoint: str, out: Path, replay_ep: str | None, duration: float 
                 sock.setsockopt(zmq.LINGER, 0)
                 sock.connect(target)
                 continue
+            if "error" in reply:  # our own request refused (a corrupt checkpoint): asking again won't help
+                raise PlanktonStreamError(f"{target} refused the request after outbox seq {cursor}: "
+                                          f"{reply['error']}")
             events = reply.get("events", [])
             for seq, topic, body in events:
                 if topic in TOPICS:

@@ -106,34 +106,41 @@ def _jsonable(body: dict) -> dict:
 
 
 def _render(view: View, endpoint: str):
+    """The live view. Text from messages (labels, file names, reasons, sample ids) becomes
+    `Text`, never markup: `rich.markup.escape` misses some sequences (a `\\[` before a space
+    loses its backslash), and a reason like `[/]` must not end a style - or raise."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     st = view.status
-    head = (f"[bold]{endpoint}[/]  {st.get('state', 'waiting for status')}  "
-            f"files done {st.get('files_done', '-')}  backlog {st.get('backlog_files', '-')}  "
-            f"{st.get('particles_per_s', 0)} particles/s  lag {st.get('lag_s') or '-'} s  "
-            f"received {view.received}  missed {view.gaps}")
+    head = Text.assemble(
+        (endpoint, "bold"), f"  {st.get('state', 'waiting for status')}  "
+        f"files done {st.get('files_done', '-')}  backlog {st.get('backlog_files', '-')}  "
+        f"{st.get('particles_per_s', 0)} particles/s  lag {st.get('lag_s') or '-'} s  "
+        f"received {view.received}  missed {view.gaps}")
     recent = Table(title="latest particles", expand=True)
     for col in ("sample", "particle", "label", "score", "modality"):
         recent.add_column(col)
     for p in view.recent:
-        recent.add_row(p["sample_id"], str(p["particle_id"]),
-                       f"[yellow]{p['label']}[/]" if p.get("unknown") else p["label"],
-                       f"{p['score']:.2f}", p["modality"])
+        recent.add_row(Text(str(p["sample_id"])), Text(str(p["particle_id"])),
+                       Text(str(p["label"]), "yellow" if p.get("unknown") else ""),
+                       f"{p['score']:.2f}", Text(str(p["modality"])))
     parts = [head, recent]
     for sample_id, counts in list(view.counts.items())[-2:]:
-        t = Table(title=f"running counts: {sample_id}", expand=True)
+        t = Table(title=Text(f"running counts: {sample_id}"), expand=True)
         t.add_column("class")
         t.add_column("n", justify="right")
         for label, n in counts.most_common(12):
-            t.add_row(label, str(n))
+            t.add_row(Text(str(label)), str(n))
         parts.append(t)
     for s in view.samples:
         per_ml = s.get("per_ml") or {}
         top = ", ".join(f"{k} {v:.0f}/mL" for k, v in sorted(per_ml.items(), key=lambda kv: -kv[1])[:5])
-        parts.append(f"[green]done[/] {s['sample_id']}: {s['classified']} classified, {s['failed']} failed, "
-                     f"{s['unknown']} unknown; {top or 'no volume: no per-mL values'}")
+        parts.append(Text.assemble(("done", "green"), f" {s['sample_id']}: {s['classified']} classified, "
+                                   f"{s['failed']} failed, {s['unknown']} unknown; "
+                                   f"{top or 'no volume: no per-mL values'}"))
     for e in view.errors:
-        parts.append(f"[red]error[/] {e.get('file', '')}: {e.get('reason', '')} ({e.get('action')})")
+        parts.append(Text.assemble(("error", "red"), f" {e.get('file', '')}: {e.get('reason', '')} "
+                                   f"({e.get('action')})"))
     return Group(*parts)
