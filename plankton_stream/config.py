@@ -163,8 +163,9 @@ class PipelineConfig:
     # share a process (oversubscribed cores make OpenMP spin - much slower, not a bit)
     encode_threads: int = 0
     transport: Literal["inproc", "ipc", "tcp"] = "inproc"  # inproc: one process, threads
-    ipc_dir: Path = Path("/tmp/plankton-stream")  # where ipc:// sockets live
-    tcp_base_port: int = 5560  # tcp transport: stage sockets use ports from here
+    # unset: derived by `resolve_endpoints`, so two services on one host never share a socket
+    ipc_dir: Path | None = None  # where ipc:// links live; None: <watch.state_dir>/ipc
+    tcp_base_port: int = 0  # tcp transport: links use 4 ports from here; 0: publish port + 4
     embeddings: bool = False  # attach float16 embeddings to particle events
     engines_dir: Path = Path("engines")  # compiled ONNX / TensorRT artefacts, per model id
 
@@ -174,7 +175,7 @@ class PublishConfig:
     """The socket subscribers and loggers connect to."""
 
     endpoint: str = "tcp://127.0.0.1:5556"  # PUB, live (a slow subscriber misses messages)
-    replay_endpoint: str = "tcp://127.0.0.1:5557"  # ROUTER: durable replay for `record`
+    replay_endpoint: str = ""  # ROUTER: durable replay for `record`; "": derived from endpoint
     status_interval_s: float = 2.0
     subscriber_hwm: int = 20000  # messages queued per subscriber before it starts missing
     retention_days: float = 30.0  # how long the durable outbox keeps events
@@ -182,7 +183,9 @@ class PublishConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    port: int = 0  # Prometheus /metrics; 0: off
+    """The optional Prometheus endpoint."""
+
+    port: int | Literal["auto"] = 0  # Prometheus /metrics; 0: off; auto: publish port + 2
     host: str = "127.0.0.1"
 
 
@@ -204,16 +207,22 @@ class Config:
 # --------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Load `path` (YAML) into a `Config`; None gives the embedded default."""
+def load_config(path: str | Path | None = None, resolve: bool = True) -> Config:
+    """Load `path` (YAML) into a `Config`; None gives the embedded default.
+
+    `resolve=False` leaves derived endpoints unset, for callers that override
+    `publish.endpoint` or `watch.state_dir` first (the service's CLI flags) and resolve after.
+    """
     if path is None:
-        return Config()
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    return parse_config(text, source=str(path))
+        cfg = Config()
+    else:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        cfg = parse_config(text, source=str(path))
+    return resolve_endpoints(cfg) if resolve else cfg
 
 
 def parse_config(text: str, source: str = "<string>") -> Config:
@@ -225,6 +234,65 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     if data is None:
         data = LineDict()
     return convert(Config, data, source)
+
+
+# --------------------------------------------------------------------------- endpoints
+
+REPLAY_OFFSET, METRICS_OFFSET, LINKS_OFFSET = 1, 2, 4  # ports after publish.endpoint's port
+SERVICE_PORTS = LINKS_OFFSET + 4  # one service uses publish port .. publish port + 7
+
+
+def resolve_endpoints(cfg: Config) -> Config:
+    """Every socket the service binds, with the unset ones derived from `publish.endpoint`
+    (and `watch.state_dir`), so that services differing only in those never collide:
+
+        publish.replay_endpoint  ""     tcp://HOST:P -> tcp://HOST:P+1; ipc://X -> ipc://X.replay
+        metrics.port             auto   P + 2
+        pipeline.tcp_base_port   0      P + 4 (links use P+4 .. P+7)
+        pipeline.ipc_dir         null   <watch.state_dir>/ipc
+
+    Explicit values win. Idempotent: a resolved config resolves to itself.
+    """
+    pub, p = cfg.publish, cfg.pipeline
+    port = _tcp_port(pub.endpoint)
+    if not pub.replay_endpoint:
+        pub = dataclasses.replace(pub, replay_endpoint=_derive_replay(pub.endpoint, port))
+    metrics = cfg.metrics
+    if metrics.port == "auto":
+        metrics = dataclasses.replace(metrics, port=_offset(port, METRICS_OFFSET, pub.endpoint, "metrics.port"))
+    if not p.tcp_base_port and (port is not None or p.transport == "tcp"):  # else unused: stays 0
+        p = dataclasses.replace(p, tcp_base_port=_offset(port, LINKS_OFFSET, pub.endpoint,
+                                                         "pipeline.tcp_base_port"))
+    if p.ipc_dir is None:
+        p = dataclasses.replace(p, ipc_dir=cfg.watch.state_dir / "ipc")
+    return dataclasses.replace(cfg, publish=pub, metrics=metrics, pipeline=p)
+
+
+def _tcp_port(endpoint: str) -> int | None:
+    """The port of tcp://HOST:PORT (HOST may be *, a name, an interface or [IPv6]); else None."""
+    scheme, _, rest = endpoint.partition("://")
+    _, _, port = rest.rpartition(":")
+    return int(port) if scheme == "tcp" and port.isdigit() else None
+
+
+def _derive_replay(endpoint: str, port: int | None) -> str:
+    scheme = endpoint.partition("://")[0]
+    if port is not None:
+        return f"{endpoint.rpartition(':')[0]}:{_offset(port, REPLAY_OFFSET, endpoint, 'publish.replay_endpoint')}"
+    if scheme in ("ipc", "inproc"):
+        return f"{endpoint}.replay"
+    raise ConfigError(f"publish.replay_endpoint cannot be derived from publish.endpoint {endpoint!r} "
+                      "(derived for tcp://HOST:PORT, ipc:// and inproc://): set it explicitly")
+
+
+def _offset(port: int | None, offset: int, endpoint: str, key: str) -> int:
+    if port is None:
+        raise ConfigError(f"{key} cannot be derived from publish.endpoint {endpoint!r} (only from "
+                          "tcp://HOST:PORT with a numeric port): set it explicitly")
+    if port + offset > 65535:
+        raise ConfigError(f"{key} would be port {port + offset}, derived from publish.endpoint "
+                          f"{endpoint!r}: choose a publish port below {65536 - SERVICE_PORTS}")
+    return port + offset
 
 
 def parse_section(cls: type, data: Any, source: str) -> Any:

@@ -42,3 +42,7 @@ class EngineError(PlanktonStreamError):
 
 class GalleryError(PlanktonStreamError):
     """A gallery is missing, empty, or was built with a different model."""
+
+
+class EndpointError(PlanktonStreamError):
+    """A socket the service must bind cannot be bound (address in use, no such host, bad path)."""

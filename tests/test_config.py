@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from plankton_stream.config import Config, load_config, parse_config, replace_path, to_dict
+from plankton_stream.config import (
+    Config,
+    load_config,
+    parse_config,
+    replace_path,
+    resolve_endpoints,
+    to_dict,
+)
 from plankton_stream.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "station.yaml"
@@ -15,11 +22,11 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "station.yaml"
 def test_no_file_and_empty_file_are_the_embedded_default(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    assert load_config(None) == Config() == load_config(empty)
+    assert load_config(None) == resolve_endpoints(Config()) == load_config(empty)
 
 
 def test_the_example_config_is_valid_and_equals_the_defaults():
-    assert load_config(EXAMPLE) == Config()
+    assert load_config(EXAMPLE) == load_config(None)
 
 
 def test_values_are_read_and_converted():
@@ -63,3 +70,59 @@ def test_replace_path_and_to_dict_round_trip():
     assert cfg.station.name == "Buoy 7"
     assert to_dict(cfg)["station"]["name"] == "Buoy 7"
     assert parse_config(__import__("yaml").safe_dump(to_dict(cfg))) == cfg
+
+
+def _with(**dotted) -> Config:
+    cfg = Config()
+    for key, value in dotted.items():
+        cfg = replace_path(cfg, key.replace("__", "."), value)
+    return cfg
+
+
+def test_unset_endpoints_follow_the_publish_endpoint():
+    cfg = resolve_endpoints(_with(publish__endpoint="tcp://0.0.0.0:6000", metrics__port="auto",
+                                  watch__state_dir=Path("/var/lib/ps2")))
+    assert cfg.publish.replay_endpoint == "tcp://0.0.0.0:6001"
+    assert cfg.metrics.port == 6002
+    assert cfg.pipeline.tcp_base_port == 6004
+    assert cfg.pipeline.ipc_dir == Path("/var/lib/ps2/ipc")
+    assert resolve_endpoints(cfg) == cfg  # idempotent
+
+
+def test_the_defaults_keep_their_old_ports():
+    cfg = resolve_endpoints(Config())
+    assert (cfg.publish.replay_endpoint, cfg.pipeline.tcp_base_port, cfg.metrics.port) == (
+        "tcp://127.0.0.1:5557", 5560, 0)
+
+
+@pytest.mark.parametrize("endpoint, replay", [("ipc:///run/ps/pub.sock", "ipc:///run/ps/pub.sock.replay"),
+                                              ("inproc://pub", "inproc://pub.replay"),
+                                              ("tcp://[::1]:7000", "tcp://[::1]:7001"),
+                                              ("tcp://eth0:7000", "tcp://eth0:7001")])
+def test_replay_is_derived_for_every_transport(endpoint, replay):
+    assert resolve_endpoints(_with(publish__endpoint=endpoint)).publish.replay_endpoint == replay
+
+
+def test_explicit_endpoints_win():
+    cfg = resolve_endpoints(_with(publish__endpoint="tcp://127.0.0.1:6000", metrics__port=9108,
+                                  publish__replay_endpoint="tcp://127.0.0.1:7777",
+                                  pipeline__tcp_base_port=8000, pipeline__ipc_dir=Path("/tmp/x")))
+    assert (cfg.publish.replay_endpoint, cfg.metrics.port, cfg.pipeline.tcp_base_port,
+            cfg.pipeline.ipc_dir) == ("tcp://127.0.0.1:7777", 9108, 8000, Path("/tmp/x"))
+
+
+def test_loading_resolves_and_the_file_wins_over_derivation():
+    cfg = parse_config("publish:\n  endpoint: tcp://127.0.0.1:6000\nmetrics:\n  port: auto\n")
+    assert resolve_endpoints(cfg).metrics.port == 6002
+    assert load_config(None, resolve=False).publish.replay_endpoint == ""
+
+
+@pytest.mark.parametrize("dotted, fragment", [
+    ({"publish__endpoint": "tcp://*:*"}, "publish.replay_endpoint cannot be derived"),
+    ({"publish__endpoint": "ipc:///tmp/p", "pipeline__transport": "tcp"}, "pipeline.tcp_base_port cannot be derived"),
+    ({"publish__endpoint": "ipc:///tmp/p", "metrics__port": "auto"}, "metrics.port cannot be derived"),
+    ({"publish__endpoint": "tcp://127.0.0.1:65535"}, "choose a publish port below"),
+])
+def test_underivable_endpoints_are_config_errors_naming_the_key(dotted, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        resolve_endpoints(_with(**dotted))

@@ -21,11 +21,13 @@ import time
 import zmq
 
 from plankton_stream.config import Config
+from plankton_stream.pipeline.endpoints import check_endpoints
 from plankton_stream.pipeline.messages import decode
 from plankton_stream.service import Notifier
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
+# the stages derive the same endpoints from the same flags (config.resolve_endpoints)
 FLAGS = {"config": "--config", "watch": "--watch", "publish": "--publish", "replay": "--replay",
          "state": "--state", "model": "--model", "gallery": "--gallery", "log_level": "--log-level"}
 
@@ -51,6 +53,7 @@ def _die_with_parent() -> None:
 
 def supervise(args: argparse.Namespace, cfg: Config, notifier: Notifier | None = None) -> int:
     notifier = notifier or Notifier()
+    check_endpoints(cfg)  # every stage's sockets, before any stage starts
     base = [sys.executable, "-m", "plankton_stream", "stage"]
     common = child_args(args)
     order = [("publish", []), ("classify", [])]

@@ -29,6 +29,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_block(n: int, tries: int = 50) -> int:
+    """The first of `n` consecutive free ports (a service derives its ports from its first)."""
+    for _ in range(tries):
+        first = free_port()
+        if first + n > 65535:
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(first, first + n):
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+    raise RuntimeError(f"no {n} consecutive free ports found")
+
+
 def write_config(root: Path, watch: dict | None = None, **pipeline) -> tuple[Path, dict]:
     ports = {"pub": free_port(), "replay": free_port(), "base": free_port()}
     cfg = {
