@@ -45,11 +45,21 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
+MAX_PIXELS = 50_000_000  # a CytoSense camera frame is ~2-3 Mpx; more is a broken or hostile file
+
+
 def _open(data: bytes) -> Image.Image:
+    """Open (header only) and refuse absurd sizes before any pixel is decoded: a 600-byte
+    JPEG can declare 30000 x 30000 pixels."""
     try:
-        return Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"cannot open image ({len(data)} bytes): {exc}") from exc
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"image declares {width} x {height} pixels (limit {MAX_PIXELS:,}): "
+                         f"not a camera image")
+    return image
 
 
 def image_size(data: bytes) -> tuple[int, int]:

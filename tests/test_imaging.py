@@ -88,3 +88,11 @@ def test_given_crops_are_tightened_like_located_ones():
     blank = crop_particle(ImageRef(encode(np.full((80, 80), 170.0)), None, 0.3, False), None,
                           ImagingConfig(), min_side=8)
     assert blank.pixels.shape == (80, 80)  # nothing stands out: the crop is kept whole
+
+
+def test_an_image_declaring_absurd_pixels_is_an_image_error_not_a_crash():
+    """A 600-byte JPEG can declare 30000 x 30000 pixels: refused from its header."""
+    from tests.pipeline.test_real_exports import bomb_jpeg
+
+    with pytest.raises(ImageError, match="30000 x 30000|exceeds limit"):
+        crop_particle(ImageRef(bomb_jpeg(), None, 0.3, False), None, ImagingConfig(), 64)

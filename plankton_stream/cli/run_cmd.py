@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from plankton_stream.config import Config, load_config, replace_path
+from plankton_stream.config import Config, load_config, replace_path, resolve_endpoints
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,24 +29,33 @@ def add_service_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="YAML config (default: the embedded defaults)")
     p.add_argument("--watch", type=Path, default=None, help="folder to watch (overrides watch.dir)")
     p.add_argument("--publish", default=None,
-                   help="PUB endpoint to bind (overrides publish.endpoint; default tcp://127.0.0.1:5556)")
-    p.add_argument("--replay", default=None, help="replay endpoint for loggers (publish.replay_endpoint)")
+                   help="PUB endpoint to bind (overrides publish.endpoint; default tcp://127.0.0.1:5556); "
+                        "the replay, link and metrics endpoints follow it unless set")
+    p.add_argument("--replay", default=None,
+                   help="replay endpoint for loggers (publish.replay_endpoint; default: publish port + 1)")
     p.add_argument("--state", type=Path, default=None, help="ledger / quarantine folder (watch.state_dir)")
     p.add_argument("--model", type=Path, default=None, help="model directory (model.path)")
     p.add_argument("--gallery", type=Path, default=None, help="gallery file (model.gallery)")
-    p.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (0: off)")
+    p.add_argument("--metrics-port", type=_metrics_port, default=None,
+                   help="Prometheus /metrics port (metrics.port; 0: off; auto: publish port + 2)")
     p.add_argument("--log-level", default="INFO")
 
 
+def _metrics_port(text: str) -> int | str:
+    return text if text == "auto" else int(text)
+
+
 def service_config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config)
+    """The config file, then the flags (or PLANKTON_STREAM_* variables), then the derived
+    endpoints - after the flags, so that `--publish` alone moves every endpoint along."""
+    cfg = load_config(args.config, resolve=False)
     for dotted, value in {"watch.dir": args.watch, "publish.endpoint": args.publish,
                           "publish.replay_endpoint": args.replay, "watch.state_dir": args.state,
                           "model.path": args.model, "model.gallery": args.gallery,
                           "metrics.port": args.metrics_port}.items():
         if value is not None:
             cfg = replace_path(cfg, dotted, value)
-    return cfg
+    return resolve_endpoints(cfg)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +98,11 @@ def run(args: argparse.Namespace) -> int:
     crashed = pipeline.stop_event.is_set() and "crashed" in pipeline.health.counters
     finished = pipeline.drain() if not crashed else (pipeline.stop() or False)
     logging.getLogger(__name__).info("stopped (%s)", "drained" if finished else "stopped with work pending")
-    return 1 if crashed else 0
+    left = pipeline.watcher.waiting() if args.once else []
+    if left:  # --once promises every file present: say which were not taken (exit 2)
+        logging.getLogger(__name__).error("--once left %d export(s) unprocessed (still being written, or "
+                                          "stopped early): %s", len(left), "; ".join(left))
+    return 1 if crashed else 2 if left else 0
 
 
 def _metrics(cfg: Config):
@@ -102,7 +115,10 @@ def _metrics(cfg: Config):
         logging.getLogger(__name__).warning("metrics.port is set but prometheus_client is missing: "
                                             "pip install 'plankton-stream[metrics]'")
         return None
-    start_http_server(cfg.metrics.port, addr=cfg.metrics.host)
+    from plankton_stream.pipeline.endpoints import check_port
+
+    check_port("metrics.port", cfg.metrics.host, int(cfg.metrics.port))
+    start_http_server(int(cfg.metrics.port), addr=cfg.metrics.host)
     gauges = {name: Gauge(f"plankton_stream_{name}", help_) for name, help_ in {
         "files_done": "exports fully processed", "files_failed": "exports failed or quarantined",
         "backlog_files": "exports seen but not finished", "particles_total": "particles published",

@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     if p.transport == "inproc":
         raise ConfigError("`stage` needs pipeline.transport ipc or tcp (inproc only works inside one "
                           "process: use `plankton-stream run`)")
+    from plankton_stream.pipeline.endpoints import check_endpoints
+
+    check_endpoints(cfg, args.name)  # this stage's sockets: a taken one names its key and exits 2
     links = loops.Links.for_transport(p.transport, p.ipc_dir, p.tcp_base_port)
     ctx, health, stop = zmq.Context(), Health(), threading.Event()
     draining = threading.Event()
@@ -104,9 +107,11 @@ def _start_ingest(ctx, links, cfg, model, stop, health, draining, start, loops):
     idle = threading.Event()
     intake = Intake(cfg, model.preprocess)
     watcher = Watcher(cfg.watch, exports.put, intake.is_done,
-                      with_cyz=bool(cfg.ingest.converter.command.strip()))
+                      with_cyz=bool(cfg.ingest.converter.command.strip()),
+                      beat=lambda: health.beat("watcher"))
     start(loops.ingest_loop, ctx, links, exports, intake.work, cfg, stop, health, idle)
-    watcher.start()
+    watcher.open()
+    start(watcher.run)  # a watcher that gives up ends its thread: the stage then exits 1
 
     def idle_now() -> bool:
         if draining.is_set():

@@ -29,7 +29,7 @@ from plankton_stream.formats.converter import convert
 from plankton_stream.pipeline import stages
 from plankton_stream.pipeline.ledger import Ledger
 from plankton_stream.pipeline.messages import ErrorEvent
-from plankton_stream.pipeline.watcher import Export, signature
+from plankton_stream.pipeline.watcher import Export, path_text, refusal, signature
 from plankton_stream.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,17 @@ class Intake:
 
     def is_done(self, export: Export, sig: str) -> bool:
         """Already handled in this version (done, failed or quarantined with this signature)."""
-        row = self.ledger().file(str(export.path))
+        row = self.ledger().file(path_text(export.path))
         return row is not None and row.state in ("done", "failed", "quarantined") and row.signature == sig
 
     def work(self, export: Export, emit: Emit) -> None:
         ledger = self.ledger()
-        path = str(export.path)
+        path = path_text(export.path)
         row = ledger.begin(path, signature(export), time.time())
+        refused = refusal(export)
+        if refused is not None:
+            self._quarantine(export, refused, emit)
+            return
         if row.attempts > self.cfg.watch.max_attempts:
             self._quarantine(export, f"failed {row.attempts - 1} times before", emit)
             return
@@ -79,15 +83,10 @@ class Intake:
                     return  # stopping: the ledger still says processing, a restart resumes
         except FormatError as exc:
             self._quarantine(export, str(exc), emit)
-        except ChannelError as exc:
-            emit(ErrorEvent(path, str(exc), "skipped"))
-            ledger.mark(path, "failed", error=str(exc))
-        except ConverterError as exc:
-            emit(ErrorEvent(path, str(exc), "skipped"))
-            ledger.mark(path, "failed", error=str(exc))
+        except (ChannelError, ConverterError) as exc:
+            self._refuse(path, str(exc), emit)
         except OSError as exc:  # vanished or unreadable: retried when it changes
-            emit(ErrorEvent(path, f"cannot read: {exc}", "skipped"))
-            ledger.mark(path, "failed", error=str(exc))
+            self._refuse(path, f"cannot read: {exc}", emit)
         except Exception as exc:  # noqa: BLE001 - one file's bug must not stop the service
             reason = f"unexpected error while reading: {type(exc).__name__}: {exc}"
             log.exception("%s: %s", path, reason)
@@ -101,11 +100,18 @@ class Intake:
             return export.path
         return convert(export.path, self.cfg.ingest.converter, self.state_dir / "converted")
 
+    def _refuse(self, path: str, reason: str, emit: Emit) -> None:
+        """A file left in place but not classified: the operator reads why in the journal."""
+        log.warning("not classified %s: %s", path, reason)
+        emit(ErrorEvent(path, reason, "skipped"))
+        self.ledger().mark(path, "failed", error=reason)
+
     def _quarantine(self, export: Export, reason: str, emit: Emit) -> None:
         where = move_to_quarantine(_files(export), self.state_dir)
-        log.error("quarantined %s: %s (%s)", export.path, reason, where)
-        emit(ErrorEvent(str(export.path), f"{reason}; {where}", "quarantined"))
-        self.ledger().mark(str(export.path), "quarantined", error=reason)
+        path = path_text(export.path)
+        log.error("quarantined %s: %s (%s)", path, reason, where)
+        emit(ErrorEvent(path, f"{reason}; {where}", "quarantined"))
+        self.ledger().mark(path, "quarantined", error=reason)
 
 
 @dataclass

@@ -20,14 +20,15 @@ import zmq
 from plankton_stream import gallery as gal
 from plankton_stream.artifacts import ModelArtifact, load_artifact
 from plankton_stream.backends import open_engine
-from plankton_stream.config import Config
+from plankton_stream.config import Config, resolve_endpoints
 from plankton_stream.pipeline import loops, replay
+from plankton_stream.pipeline.endpoints import check_endpoints
 from plankton_stream.pipeline.health import Health
 from plankton_stream.pipeline.intake import Intake, move_to_quarantine
 from plankton_stream.pipeline.ledger import Ledger
 from plankton_stream.pipeline.messages import StatusEvent
 from plankton_stream.pipeline.publish import Publisher
-from plankton_stream.pipeline.watcher import Watcher, discover, signature
+from plankton_stream.pipeline.watcher import Watcher
 from plankton_stream.service import Notifier
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,15 @@ class Pipeline:
     engines_ready: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
     def __post_init__(self) -> None:
+        self.cfg = resolve_endpoints(self.cfg)  # callers may pass a Config() as built in code
         self.model, self.gallery = load_model_and_gallery(self.cfg)
         self.intake = Intake(self.cfg, self.model.preprocess)
         self.links = loops.Links.for_transport("inproc", self.cfg.pipeline.ipc_dir,
                                                self.cfg.pipeline.tcp_base_port, tag=f"{id(self)}-")
         self.watcher = Watcher(self.cfg.watch, self.exports.put, self.intake.is_done,
-                               with_cyz=bool(self.cfg.ingest.converter.command.strip()))
+                               with_cyz=bool(self.cfg.ingest.converter.command.strip()),
+                               once=self.once, beat=lambda: self.health.beat("watcher"),
+                               on_crash=self._watcher_crashed)
         self.ledger_path = self.cfg.watch.state_dir / "ledger.sqlite"
         self.publisher: Publisher | None = None
 
@@ -86,9 +90,12 @@ class Pipeline:
 
     def start(self) -> None:
         c = self.cfg
+        check_endpoints(c)  # a taken port is an EndpointError naming its key, before any thread
         ready = threading.Event()
         self._thread("publish", self._publish_thread, ready)
-        ready.wait(30)
+        while not ready.wait(0.2):  # publish opens the ledger (and resends) before it is ready
+            if self.stop_event.is_set():  # it crashed: the caller sees stop_event, exits 1
+                return
         self._thread("replay", replay.serve, self.ctx, c.publish.replay_endpoint, self.ledger_path,
                      self.stop_event, self.health)
         self._thread("classify", loops.classify_loop, self.ctx, self.links, self.gallery, c,
@@ -104,10 +111,7 @@ class Pipeline:
                     return
         self._thread("ingest", loops.ingest_loop, self.ctx, self.links, self.exports, self.intake.work,
                      c, self.stop_event, self.health, self.ingest_idle)
-        if self.once:
-            self._enqueue_present()
-        else:
-            self.watcher.start()
+        self.watcher.start()  # --once too: files still settling are waited for, not dropped
         self.state = "running"
         self.notifier.ready(f"running: watching {c.watch.dir} ({self.watcher.mode if not self.once else 'once'})")
         log.info("pipeline running: model %s, %d-class gallery, watching %s (%s)", self.model.model_id,
@@ -125,6 +129,10 @@ class Pipeline:
             log.exception("stage %s crashed; stopping the service", name)
             self.health.counters["crashed"] = 1
             self.stop_event.set()
+
+    def _watcher_crashed(self) -> None:
+        self.health.counters["crashed"] = 1
+        self.stop_event.set()
 
     def _engine(self):
         p = self.cfg.pipeline
@@ -165,25 +173,13 @@ class Pipeline:
             ledger.close()
             pub.close()
 
-    def _enqueue_present(self) -> None:
-        """--once: everything present and not changed in the last settle_s is complete."""
-        cutoff = time.time() - self.cfg.watch.settle_s
-        for export in discover(self.cfg.watch.dir, self.cfg.watch.recursive, self.watcher.with_cyz):
-            sig = signature(export)
-            fresh = any(f.exists() and f.stat().st_mtime > cutoff for f in export.files)
-            if fresh or self.intake.is_done(export, sig):
-                continue
-            if export.kind == "json" and not _sniffs(export.path):
-                continue
-            self.exports.put(export)
-
     def idle(self, include_watcher: bool = True) -> bool:
         """Nothing queued, nothing being read, every file read is published and finished."""
         ended = self.health.counters.get("files_ended", 0)
         finished = self.publisher.samples_done if self.publisher else 0
         return (self.exports.unfinished_tasks == 0 and self.ingest_idle.is_set()
                 and self.drained.is_set() and ended == finished
-                and (not include_watcher or self.watcher.pending() == 0))
+                and (not include_watcher or (self.watcher.scanned.is_set() and self.watcher.pending() == 0)))
 
     def drain(self, timeout_s: float = 120.0) -> bool:
         """Stop taking files, finish the file in flight, then stop. Files queued but not
@@ -243,11 +239,3 @@ class Pipeline:
                 f"{s.particles_total} particles, {s.particles_per_s:.0f}/s")
         return line + ("; " + "; ".join(s.notes) if s.notes else "")
 
-
-def _sniffs(path: Path) -> bool:
-    from plankton_stream.formats import cyz2json
-
-    try:
-        return cyz2json.sniff(path)
-    except OSError:
-        return False

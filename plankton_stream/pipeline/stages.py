@@ -16,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
+from plankton_stream import failpoints
 from plankton_stream import gallery as gal
 from plankton_stream.backends import Engine
 from plankton_stream.config import IngestConfig
@@ -146,6 +147,7 @@ def ingest(path: Path, spec: PreprocessSpec, cfg: IngestConfig, complete_at: flo
         good += 1
         if item.particle_id in skip:
             continue
+        failpoints.hit("ingest", s.sample_id)
         prepared = prepare_particle(item, s, cmap, spec, cfg)
         if prepared.image_problem:
             yield ErrorEvent(file, f"image unusable, classified without it: {prepared.image_problem}",
@@ -235,6 +237,7 @@ def take(batch: EmbeddedBatch, rows: np.ndarray) -> EmbeddedBatch:
 
 def encode(batch: PreparedBatch, engine: Engine) -> EmbeddedBatch:
     """Embed the rows that have a profile / an image; the rest pass on with their listmode."""
+    failpoints.hit("encode", _samples(batch.keys))
     profile = image = np.zeros((0, 0), np.float32)
     prow = irow = np.zeros(0, np.int64)
     if len(batch.profile_rows) and "profile" in engine.modalities:
@@ -246,6 +249,7 @@ def encode(batch: PreparedBatch, engine: Engine) -> EmbeddedBatch:
 
 def classify(batch: EmbeddedBatch, g: gal.Gallery, keep_embedding: bool = False) -> ClassifiedBatch:
     """Each row by what it has: image + profile, profile, image, listmode, or nothing."""
+    failpoints.hit("classify", _samples(batch.keys))
     b = len(batch.keys)
     dim = max(batch.profile.shape[1], batch.image.shape[1], gal.dim(g))
     has_p, has_i = np.zeros(b, bool), np.zeros(b, bool)
@@ -261,6 +265,10 @@ def classify(batch: EmbeddedBatch, g: gal.Gallery, keep_embedding: bool = False)
         embedding = np.where((has_p & has_i)[:, None], _unit(profile + image), profile + image)
     return ClassifiedBatch(batch.keys, r.labels, r.scores, list(g.classes), r.best, r.distance,
                            r.unknown, r.modality, embedding, batch.born, batch.sets)
+
+
+def _samples(keys: list[Key]) -> str:
+    return ",".join(sorted({s for s, _ in keys}))
 
 
 def _unit(a: np.ndarray) -> np.ndarray:

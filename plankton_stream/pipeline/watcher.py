@@ -13,7 +13,8 @@ none of its files has changed for a window:
   usually write over SMB): `quiescence_s` without a change in size or mtime.
 `auto` picks polling when the watched directory is on a network filesystem. Files already
 there at start-up (the backlog) are judged by `quiescence_s` too, since nobody saw them
-being closed. A writer may pause longer than any window (SMB bursts), hence the look at the
+being closed - counted from their newest mtime on local disks (same clock) and with `--once`,
+from first sight on network shares (the writer's clock may be off). A writer may pause longer than any window (SMB bursts), hence the look at the
 content; a file that stays cut short for `give_up_s` is handed over anyway (its writer died:
 its good particles are kept, the truncation is reported). The ledger says which exports are
 done, so a restart re-takes the rest.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from plankton_stream.config import WatchConfig
 from plankton_stream.formats import cytoclus_layout, cyz2json
 
 log = logging.getLogger(__name__)
+MAX_FAILED_ROUNDS = 40  # ~10 s of failing rounds before the watcher gives up
 NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "9p", "afs", "ceph",
               "glusterfs", "fuse.rclone", "davfs", "fuse.davfs2"}
 
@@ -75,27 +78,73 @@ def choose_mode(cfg: WatchConfig) -> str:
     return "poll" if filesystem_type(cfg.dir) in NETWORK_FS else "inotify"
 
 
+def path_text(path: Path | str) -> str:
+    """A path as text that SQLite and msgpack accept: names that are not valid UTF-8 (Linux
+    keeps them as surrogates) get their odd bytes written as escapes."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+def refusal(export: Export) -> str | None:
+    """Why an export must not be read at all (quarantined unread), or None.
+
+    A name that is not UTF-8 cannot be keyed or reported faithfully; a FIFO, socket or
+    device among an export's files would block or never end the reader."""
+    for f in export.files:
+        if path_text(f.name) != f.name:
+            return (f"file name {path_text(f.name)!r} is not valid UTF-8: rename it (the "
+                    f"instrument PC's share may need iocharset=utf8)")
+        try:
+            mode = f.lstat().st_mode
+        except OSError:
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            return f"{f.name} is not a regular file (a FIFO, socket or device): it cannot be read"
+    return None
+
+
 def signature(export: Export) -> str:
-    """Sizes and mtimes of every file (an image folder counts its entries)."""
+    """Sizes and mtimes of every file (an image folder counts its entries). Never raises:
+    an entry that cannot be looked at counts as such."""
     parts = []
     for f in export.files:
+        name = path_text(f.name)
         try:
             st = f.stat()
         except OSError:
-            parts.append(f"{f.name}:missing")
+            parts.append(f"{name}:missing")
             continue
-        if f.is_dir():
-            entries = sorted(os.scandir(f), key=lambda e: e.name)
-            stats = [e.stat() for e in entries]
-            parts.append(f"{f.name}:{len(entries)}:{sum(s.st_size for s in stats)}:"
-                         f"{max((s.st_mtime_ns for s in stats), default=0)}")
+        if stat.S_ISDIR(st.st_mode):
+            parts.append(f"{name}:{_folder_signature(f)}")
         else:
-            parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
     return "|".join(parts)
 
 
+def _folder_signature(folder: Path) -> str:
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        return f"unreadable({exc.errno})"
+    size = newest = 0
+    for e in entries:
+        try:
+            st = e.stat(follow_symlinks=False)  # a dangling link is an entry, not an error
+        except OSError:
+            continue
+        size, newest = size + st.st_size, max(newest, st.st_mtime_ns)
+    return f"{len(entries)}:{size}:{newest}"
+
+
 def looks_complete(export: Export) -> bool:
-    """Whether the export's text files end the way complete ones do."""
+    """Whether the export's text files end the way complete ones do. An export that must be
+    refused (`refusal`) is "complete" at once: there is nothing to wait for."""
+    if refusal(export) is not None:
+        return True
     if export.kind == "json":
         return _tail(export.path).rstrip().endswith(b"}")
     if export.kind == "cytoclus":
@@ -104,8 +153,22 @@ def looks_complete(export: Export) -> bool:
     return True  # .cyz: binary, stability only
 
 
+def _age(export: Export) -> float:
+    """Seconds since any file of the export last changed (0 if that cannot be told)."""
+    newest = 0.0
+    for f in export.files:
+        try:
+            newest = max(newest, f.stat().st_mtime)
+        except OSError:
+            return 0.0
+    return max(0.0, time.time() - newest)
+
+
 def _tail(path: Path, n: int = 64) -> bytes:
+    """The last bytes of a regular file (anything else - a FIFO would block - gives b"")."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return b""
         with open(path, "rb") as f:
             size = f.seek(0, 2)
             f.seek(max(0, size - n))
@@ -148,6 +211,9 @@ class Watcher:
     on_ready: Callable[[Export], None]
     is_done: Callable[[Export, str], bool]  # (export, signature) -> already handled?
     with_cyz: bool = False
+    once: bool = False  # `run --once`: take what is there (waiting for files still settling)
+    beat: Callable[[], None] = lambda: None  # liveness (the systemd watchdog waits for it)
+    on_crash: Callable[[], None] = lambda: None
     mode: str = field(init=False)
     _candidates: dict[Path, _Candidate] = field(default_factory=dict, init=False)
     _ignored: dict[Path, str] = field(default_factory=dict, init=False)  # not an export (sig)
@@ -156,6 +222,7 @@ class Watcher:
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _observer: object | None = field(default=None, init=False)
     _started: float = field(default=0.0, init=False)
+    scanned: threading.Event = field(default_factory=threading.Event, init=False)  # one full scan done
 
     def __post_init__(self) -> None:
         self.mode = choose_mode(self.cfg)
@@ -163,13 +230,17 @@ class Watcher:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> threading.Thread:
+        """open() and run() in a thread of its own."""
+        self.open()
+        thread = threading.Thread(target=self.run, name="watcher", daemon=True)
+        thread.start()
+        return thread
+
+    def open(self) -> None:
         self.cfg.dir.mkdir(parents=True, exist_ok=True)
         self._started = time.monotonic()
         if self.mode == "inotify":
             self._start_inotify()
-        thread = threading.Thread(target=self._loop, name="watcher", daemon=True)
-        thread.start()
-        return thread
 
     def stop(self) -> None:
         self._stop.set()
@@ -182,43 +253,71 @@ class Watcher:
 
     # ------------------------------------------------------------ polling
 
-    def _loop(self) -> None:
+    def run(self) -> None:
+        """Scan and check until stopped. An error in one round is logged and the next round
+        tries again; only errors in every round for a while end the watcher (and, through
+        `on_crash`, the service, for systemd to restart) - never a silent, dead watcher."""
         last_scan = 0.0
         rescan = self.cfg.poll_interval_s if self.mode == "poll" else max(30.0, self.cfg.poll_interval_s)
         tick = min(0.25, self.cfg.settle_s / 2, self.cfg.poll_interval_s / 2)
+        failures = 0
         while not self._stop.is_set():
+            self.beat()
             now = time.monotonic()
-            if now - last_scan >= rescan or self._closed:
-                self.scan()
-                last_scan = now
-            self.check(now)
+            try:
+                if now - last_scan >= rescan or self._closed:
+                    self.scan()
+                    last_scan = now
+                self.check(now)
+                failures = 0
+            except Exception:  # noqa: BLE001 - logged; retried next round
+                failures += 1
+                log.exception("watcher round failed (%d in a row)", failures)
+                if failures >= MAX_FAILED_ROUNDS:
+                    log.critical("the watcher keeps failing: stopping the service")
+                    self.on_crash()
+                    return
             self._stop.wait(tick)
 
     def scan(self) -> None:
-        """Find exports; new ones become candidates (judged by quiescence)."""
+        """Find exports; new ones become candidates (judged by quiescence). One export that
+        cannot be looked at (it vanished mid-scan, ...) is left for the next scan."""
         now = time.monotonic()
         for export in discover(self.cfg.dir, self.cfg.recursive, self.with_cyz):
-            sig = signature(export)
+            try:
+                self._consider(export, now)
+            except OSError as exc:
+                log.warning("cannot look at %s yet: %s", path_text(export.path), exc)
+        self.scanned.set()
+
+    def waiting(self) -> list[str]:
+        """Exports seen but not (yet) handed over: what `--once` would leave behind."""
+        with self._lock:
+            return sorted(path_text(p) for p in self._candidates)
+
+    def _consider(self, export: Export, now: float) -> None:
+        sig = signature(export)
+        with self._lock:
+            known = self._candidates.get(export.path)
+            if known is not None and known.export.files != export.files:
+                known.export = export  # a CytoClus set appeared: check() sees the change
+            if known is not None or self._ignored.get(export.path) == sig:
+                return
+            for path in [p for p in self._candidates if p != export.path and p in export.files]:
+                del self._candidates[path]  # the same measurement, known by another file
+        if self.is_done(export, sig):
             with self._lock:
-                known = self._candidates.get(export.path)
-                if known is not None and known.export.files != export.files:
-                    known.export = export  # a CytoClus set appeared: check() sees the change
-                if known is not None or self._ignored.get(export.path) == sig:
-                    continue
-                for path in [p for p in self._candidates if p != export.path and p in export.files]:
-                    del self._candidates[path]  # the same measurement, known by another file
-            if self.is_done(export, sig):
+                self._ignored[export.path] = sig
+            return
+        if export.kind == "json" and refusal(export) is None and not _looks_like_cyz2json(export.path):
+            # empty or just created: look again later; another JSON: ignore until it changes
+            if export.path.stat().st_size > 4096:
                 with self._lock:
                     self._ignored[export.path] = sig
-                continue
-            if export.kind == "json" and not _looks_like_cyz2json(export.path):
-                # empty or just created: look again later; another JSON: ignore until it changes
-                if export.path.stat().st_size > 4096:
-                    with self._lock:
-                        self._ignored[export.path] = sig
-                continue
-            with self._lock:
-                self._candidates[export.path] = _Candidate(export, sig, now)
+            return
+        age = _age(export) if (self.mode == "inotify" or self.once) else 0.0
+        with self._lock:  # already quiet for as long as its files are old (a backlog)
+            self._candidates[export.path] = _Candidate(export, sig, now - age)
 
     def check(self, now: float) -> list[Export]:
         """Hand over the candidates that have been stable long enough."""

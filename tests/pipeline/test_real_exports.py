@@ -1,5 +1,6 @@
 """The live service on exports as real stations write them: most particles unimaged, exports
-without pulses or Info, several sets of one sample, a poisoned file among good ones - all
+without pulses or Info, several sets of one sample, a hostile crop, a poisoned file among
+good ones - all
 dropped into the watched folder together while the service runs, never restarted.
 
 Real public exports (Cefas, ULCO, ...) cannot be committed from here; the test that runs the
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from plankton_stream.failpoints import ENV as FAILPOINTS
 from plankton_stream.formats import find_exports
 from plankton_stream.formats.cytoclus_layout import DEFAULT_SET
 from plankton_stream.formats.cytoclus_writer import ALL_IMAGED, ClusVariant
@@ -69,14 +71,24 @@ def _stage(root: Path) -> tuple[Path, dict[str, dict]]:
 
 
 def _poisoned(root: Path) -> Path:
-    """A CytoClus set one of whose crops is a decompression bomb: reading it raises an error
-    no reader rule foresaw. It must cost this file only."""
+    """A CytoClus set whose batches make the encoder raise (through the `encode` fail point,
+    as a bug would): merged batches holding it fail, are split by file and retried, and it
+    must cost this file only."""
     folder = root / "staged" / "poison"
     simulate(folder, seed=77, settings=SimSettings(particles=60, exact_images=3, frames="crop",
                                                    station="Poison"), fmt="cytoclus")
-    crop = sorted(folder.rglob("*_Cropped_*.jpg"))[0]
-    crop.write_bytes(bomb_jpeg())
     return folder
+
+
+def _bombed(root: Path, expect: dict[str, dict]) -> None:
+    """A set one of whose crops is a decompression bomb: that image is refused, the particle
+    classified from its profile, the rest of the file as usual."""
+    folder = root / "staged" / "bomb"
+    simulate(folder, seed=78, settings=SimSettings(particles=50, exact_images=3, frames="crop",
+                                                   station="Bomb"), fmt="cytoclus")
+    sorted(folder.rglob("*_Cropped_*.jpg"))[0].write_bytes(bomb_jpeg())
+    s = summarise(find_exports(folder)[0], check_images=True)
+    expect[s["sample_id"]] = s
 
 
 def _drop(staged: Path, incoming: Path) -> None:
@@ -113,10 +125,11 @@ def test_one_service_takes_every_kind_of_export_at_once_and_keeps_running(tmp_pa
     - where this machine has them - the real public exports too, all in one backlog."""
     staged, expect = _stage(tmp_path)
     expect.update(_stage_real(staged))
+    _bombed(tmp_path, expect)
     poison = _poisoned(tmp_path)
     config, cfg = write_config(tmp_path, watch={"max_attempts": 1})
     listener = Listener(cfg["publish"]["endpoint"])
-    proc = start_service(config)
+    proc = start_service(config, env={FAILPOINTS: "encode=raise:Poison"})
     try:
         assert wait_ready(listener)
         _drop(staged, tmp_path / "incoming")
@@ -129,7 +142,9 @@ def test_one_service_takes_every_kind_of_export_at_once_and_keeps_running(tmp_pa
         _check_measurements(listener, expect)
         quarantined = [e for e in listener.of("error") if e["action"] == "quarantined"]
         assert len(quarantined) == 1 and "Poison" in quarantined[0]["file"], [(e["file"], e["reason"][:300]) for e in quarantined]
-        assert "DecompressionBomb" in quarantined[0]["reason"]
+        assert "InjectedFault" in quarantined[0]["reason"]
+        bomb = [e for e in listener.of("error") if (e["sample_id"] or "").startswith("Bomb ")]
+        assert len(bomb) == 1 and bomb[0]["action"] == "image_dropped" and "900000000 pixels" in bomb[0]["reason"]
         assert not list((tmp_path / "incoming").glob("Poison*"))  # moved out of the watched tree
         modalities = Counter(p["modality"] for p in listener.of("particle")
                              if p["sample_id"].startswith(("Sparse ", "Pond ", "Gates ")))
@@ -145,7 +160,8 @@ def test_one_service_takes_every_kind_of_export_at_once_and_keeps_running(tmp_pa
         listener.close()
         code, out = stop_service(proc)
     assert code == 0, out[-3000:]
-    assert "Traceback" in out and "DecompressionBomb" in out  # the traceback is in the log
+    assert "Traceback" in out and "InjectedFault" in out  # the traceback is in the log
+    assert "retrying file by file" in out
     assert poison.exists()
 
 

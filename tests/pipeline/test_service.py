@@ -4,6 +4,7 @@ way the instrument writes them. Uses the shipped default model and gallery."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import socket
 import time
@@ -348,3 +349,25 @@ def test_tail_json_prints_the_stream(tmp_path):
         assert lines[0]["replay_endpoint"] == cfg["publish"]["replay_endpoint"]
     finally:
         stop_service(proc)
+
+
+def test_run_once_waits_for_a_file_still_settling_and_reports_what_it_left(tmp_path):
+    """A file written a moment before `--once` starts is taken (not silently dropped); one
+    that is never finished is reported, and the exit status says so."""
+    from plankton_stream.pipeline.ledger import Ledger
+
+    config, _ = write_config(tmp_path)
+    fresh = simulate(tmp_path / "incoming", seed=29)[0]
+    os.utime(fresh)  # written just now
+    proc = start_service(config, "--once")
+    code = proc.wait(timeout=120)
+    assert code == 0, proc.stdout.read()[-2000:]
+    assert Ledger(tmp_path / "state" / "ledger.sqlite").counts().get("done") == 1
+
+    cut = tmp_path / "incoming" / "Cut 2025-01-01 10h00.json"
+    cut.write_text('{\n  "filename": "Cut.cyz",\n  "instrument": {\n    "name": "x", "chan')
+    proc = start_service(config, "--once")
+    time.sleep(3.0)  # the writer never finishes it: --once waits (up to give_up_s)
+    assert proc.poll() is None
+    code, out = stop_service(proc)
+    assert code == 2 and "left 1 export" in out and cut.name in out, out[-2000:]

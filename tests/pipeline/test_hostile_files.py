@@ -1,0 +1,54 @@
+"""Files that used to kill the watcher thread silently, dropped into a running service beside
+good ones: a name that is not UTF-8, a FIFO named like a set's Pulses.csv, a dangling symlink
+in a set's image folder. The service stays up, reports each, and classifies the good files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from plankton_stream.simulate import SimSettings
+from tests.pipeline.service_helpers import (Listener, simulate, start_service, stop_service, wait_ready,
+                                            write_config)
+
+
+def test_odd_names_fifos_and_dangling_links_never_stop_the_watcher(tmp_path):
+    config, cfg = write_config(tmp_path)
+    incoming = tmp_path / "incoming"
+    staged = tmp_path / "staged"
+    good = simulate(staged / "good", seed=5, settings=SimSettings(particles=60, image_fraction=0.2,
+                                                                  frame_size=(320, 240)))[0]
+    odd = simulate(staged / "odd", seed=6, settings=SimSettings(particles=30, station="Odd",
+                                                                frame_size=(320, 240)))[0]
+    clus = staged / "clus"
+    simulate(clus, seed=7, settings=SimSettings(particles=40, image_fraction=0.3, frames="crop",
+                                                station="Linked"), fmt="cytoclus")
+    images = next(clus.glob("*_Images"))
+    os.symlink(tmp_path / "nowhere.jpg", images / "Linked 2026-06-01 08h00_Cropped_999999.jpg")
+    listener = Listener(cfg["publish"]["endpoint"])
+    proc = start_service(config)
+    try:
+        assert wait_ready(listener)
+        os.mkfifo(incoming / "Fifo 2025-01-01 10h00_Pulses.csv")
+        bad_name = os.fsencode(incoming) + b"/Caf\xe9 2025-01-01 10h00.json"  # Latin-1, not UTF-8
+        shutil.copyfile(odd, os.fsdecode(bad_name))
+        for item in clus.iterdir():
+            if not item.name.endswith(".truth.csv"):
+                shutil.move(str(item), str(incoming / item.name))
+        shutil.move(str(good), str(incoming / good.name))
+        assert listener.wait(lambda l: len(l.of("sample")) == 2 and len(
+            [e for e in l.of("error") if e["action"] == "quarantined"]) == 2, 120), (
+            [(e["action"], e["reason"][:160]) for e in listener.of("error")], stop_service(proc)[1][-3000:])
+        quarantined = {e["file"]: e["reason"] for e in listener.of("error") if e["action"] == "quarantined"}
+        assert any("not valid UTF-8" in r and "\\xe9" in f for f, r in quarantined.items())
+        assert any("not a regular file" in r for r in quarantined.values())
+        assert sorted(s["sample_id"].split(" ")[0] for s in listener.of("sample")) == ["Linked", "SimStation"]
+        assert len(listener.of("particle")) == 60 + 40
+        assert not [f for f in os.listdir(os.fsencode(incoming)) if f.startswith((b"Caf", b"Fifo"))]
+        status = listener.of("status")[-1]
+        assert status["state"] == "running" and proc.poll() is None
+    finally:
+        listener.close()
+        code, out = stop_service(proc, timeout=30)
+    assert code == 0, out[-3000:]
+    assert "not valid UTF-8" in out and "not a regular file" in out  # in the journal too
