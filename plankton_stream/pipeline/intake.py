@@ -1,6 +1,8 @@
 """What the ingest stage does with one complete export, around the pure `stages.ingest`.
 
-- the ledger marks it processing (with its on-disk signature) and counts attempts;
+- the ledger marks it processing (with its on-disk signature) and counts attempts - only
+  attempts that got nowhere: a crash while the file was being published (its particles
+  growing) counts against whatever caused it, not against every file in flight;
 - a raw `.cyz` is first converted (converted JSON kept under state_dir/converted);
 - particles already published (a restart mid-file) are skipped, not classified again;
 - a file that cannot be read at all is reported and quarantined (moved under
@@ -61,6 +63,9 @@ class Intake:
         ledger = self.ledger()
         path = path_text(export.path)
         row = ledger.begin(path, signature(export), time.time())
+        if row.attempts > self.cfg.watch.max_attempts and ledger.made_progress(row):
+            ledger.retry(path)  # a crash while it was moving on is not this file's fault
+            row = ledger.file(path)
         refused = refusal(export)
         if refused is not None:
             self._quarantine(export, refused, emit)
@@ -76,6 +81,7 @@ class Intake:
                                       skip, self.cfg.pipeline.chunk):
                 if isinstance(item, stages.FileBegin):
                     skip.sample_id = item.sample_id
+                    ledger.progress(path, item.sample_id)
                     item = begun = dataclasses.replace(item, path=path, files=_files(export))
                 elif isinstance(item, stages.FileEnd):
                     item = dataclasses.replace(item, path=path)

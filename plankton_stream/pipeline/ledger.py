@@ -134,6 +134,20 @@ class Ledger:
             (path, signature, complete_at, time.time()))
         return self.file(path)
 
+    def progress(self, path: str, sample_id: str) -> None:
+        """Note, as an attempt starts, how many of the file's particles were already published,
+        so the next attempt can tell whether this one got anywhere (`made_progress`)."""
+        self.db.execute("UPDATE files SET sample_id = ?, particles = ? WHERE path = ?",
+                        (sample_id, self.particle_count(sample_id), path))
+
+    def made_progress(self, row: FileRow) -> bool:
+        """Whether particles of this file were published since its last attempt began."""
+        return bool(row.sample_id) and self.particle_count(row.sample_id) > (row.particles or 0)
+
+    def retry(self, path: str) -> None:
+        """Start the attempt count afresh (the file was making progress when the crash came)."""
+        self.db.execute("UPDATE files SET attempts = 1 WHERE path = ?", (path,))
+
     def files(self, *states: str) -> list[FileRow]:
         q = f"SELECT {_FILE_COLS} FROM files"
         args: tuple = ()

@@ -95,7 +95,7 @@ class ErrorEvent:
 
     file: str
     reason: str
-    action: str  # "skipped" | "quarantined" | "image_dropped" | "retried"
+    action: str  # "skipped" | "quarantined" | "image_dropped" | "kept" | "retried"
     sample_id: str | None = None
     particle_id: int | None = None
     row: int | None = None

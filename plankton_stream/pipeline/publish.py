@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from plankton_stream import failpoints
 from plankton_stream.pipeline import messages as msg
 from plankton_stream.pipeline.ledger import Ledger, Stored, particle_key
 from plankton_stream.pipeline.stages import ClassifiedBatch, Failed, FileBegin, FileEnd
@@ -148,6 +149,7 @@ class Publisher:
         """Commit, then send, then move the sent watermark (see the module docstring)."""
         if not items:
             return
+        failpoints.hit("publish", items[0][0])
         ts = msg.now_ts()
         stored, frames = [], []
         for ukey, topic, body, label, imaged in items:
@@ -156,6 +158,7 @@ class Publisher:
             stored.append(Stored(ukey, topic, body.get("sample_id"), packed, label, imaged))
             frames.append([topic.encode("ascii"), packed])
         last = self.ledger.append(stored)
+        failpoints.hit("sent", items[0][0])
         for parts in frames:
             self.send(parts)
         self.ledger.mark_sent(last)

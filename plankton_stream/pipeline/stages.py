@@ -141,7 +141,7 @@ def ingest(path: Path, spec: PreprocessSpec, cfg: IngestConfig, complete_at: flo
     for item in reading.items:
         if isinstance(item, ParticleError):
             failed += int(item.dropped)
-            yield ErrorEvent(item.file or file, item.reason, "skipped" if item.dropped else "image_dropped",
+            yield ErrorEvent(item.file or file, item.reason, "skipped" if item.dropped else "kept",
                              s.sample_id, item.particle_id, item.row)
             continue
         good += 1
