@@ -12,6 +12,7 @@ none of the three is `unclassified`, never guessed.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 from plankton_stream import knn
 from plankton_stream.errors import GalleryError
 
+log = logging.getLogger(__name__)
 UNKNOWN = "unknown"
 UNCLASSIFIED = "unclassified"  # nothing to classify by: no pulses, no image, no listmode
 MODES = ("auto", "combined", "profile", "image", "listmode")
@@ -279,6 +281,17 @@ def load(path: str | Path) -> Gallery:
                    header.get("info", {}), float(header.get("alpha", 0.5)), arrays.get("has_profile"),
                    listmode, tuple(header.get("listmode_features", ())),
                    knn.feature_scale(listmode) if listmode is not None else None)
+
+
+def check_listmode(g: Gallery, features: tuple[str, ...]) -> None:
+    """A gallery whose listmode features are not the model's cannot classify by listmode."""
+    if g.listmode is None:
+        log.warning("the gallery keeps no listmode features: particles with neither pulses nor an "
+                    "image will be unclassified; rebuild it with `plankton-stream gallery build`")
+    elif tuple(g.listmode_features) != tuple(features):
+        raise GalleryError(f"the gallery's listmode features ({', '.join(g.listmode_features)}) are not "
+                           f"the model's ({', '.join(features)}): rebuild it with `plankton-stream "
+                           f"gallery build --model ...`")
 
 
 def check_model(g: Gallery, model_id: str) -> None:

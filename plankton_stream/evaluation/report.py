@@ -127,8 +127,10 @@ def summary_markdown(s: dict) -> str:
         cells = [f"{per[k]['mean']:.3f} ± {per[k]['std']:.3f}" if per.get(k, {}).get("mean") is not None
                  else "–" for k in shots]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
-    lines += ["", "Image, profile, combined, baseline and random share one query set (imaged "
-              "particles); `profile_nonimaged` classifies particles that have no image at all.", ""]
+    lines += ["", "Image, profile, combined, listmode, baseline and random share one query set "
+              "(imaged particles); `profile_nonimaged` classifies particles that have no image at "
+              "all; `listmode` uses only the listmode parameters (what exports without pulses or "
+              "images are classified by).", ""]
     if s.get("combined_minus_best_single"):
         lines.append("Combined minus the best single modality: "
                      + ", ".join(f"{k} shots {v:+.3f}" for k, v in s["combined_minus_best_single"].items()))

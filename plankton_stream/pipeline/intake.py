@@ -80,6 +80,10 @@ class Intake:
             for item in stages.ingest(source, self.spec, self.cfg.ingest, row.complete_at,
                                       skip, self.cfg.pipeline.chunk):
                 if isinstance(item, stages.FileBegin):
+                    other = ledger.published_from(item.sample_id, path)
+                    if other is not None:
+                        self._refuse(path, _same_name(item.sample_id, other), emit)
+                        return
                     skip.sample_id = item.sample_id
                     ledger.progress(path, item.sample_id)
                     item = begun = dataclasses.replace(item, path=path, files=_files(export))
@@ -132,6 +136,12 @@ class _Skip:
         if self._ids is None:
             self._ids = self.ledger.published_particles(self.sample_id) if self.sample_id else set()
         return pid in self._ids
+
+
+def _same_name(sample_id: str, other: str) -> str:
+    return (f"sample {sample_id!r} was already published from {other}: this file has the same sample "
+            f"name (the same measurement exported twice, or two instruments with one protocol name "
+            f"and start time) and is not classified again; rename one of them to classify both")
 
 
 def _files(export: Export) -> list[str]:

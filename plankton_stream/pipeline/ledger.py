@@ -144,6 +144,12 @@ class Ledger:
         """Whether particles of this file were published since its last attempt began."""
         return bool(row.sample_id) and self.particle_count(row.sample_id) > (row.particles or 0)
 
+    def published_from(self, sample_id: str, path: str) -> str | None:
+        """Another file already done under this sample id, if any."""
+        row = self.db.execute("SELECT path FROM files WHERE sample_id = ? AND path != ? AND state = 'done' "
+                              "LIMIT 1", (sample_id, path)).fetchone()
+        return row[0] if row else None
+
     def retry(self, path: str) -> None:
         """Start the attempt count afresh (the file was making progress when the crash came)."""
         self.db.execute("UPDATE files SET attempts = 1 WHERE path = ?", (path,))

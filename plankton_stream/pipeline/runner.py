@@ -49,6 +49,7 @@ def load_model_and_gallery(cfg: Config) -> tuple[ModelArtifact, gal.Gallery]:
     model = load_artifact(cfg.model.path)
     gallery = gal.load(cfg.model.gallery or DEFAULT_GALLERY)
     gal.check_model(gallery, model.model_id)
+    gal.check_listmode(gallery, model.preprocess.listmode_features)
     return model, gallery
 
 

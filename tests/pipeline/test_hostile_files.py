@@ -52,3 +52,30 @@ def test_odd_names_fifos_and_dangling_links_never_stop_the_watcher(tmp_path):
         code, out = stop_service(proc, timeout=30)
     assert code == 0, out[-3000:]
     assert "not valid UTF-8" in out and "not a regular file" in out  # in the journal too
+
+
+def test_a_second_file_with_an_already_published_sample_name_is_refused_loudly(tmp_path):
+    """Two exports that name the same sample (a JSON and a CytoClus set of one measurement, or
+    two instruments with one protocol name and time): the second is not merged silently into
+    the first - it is refused with an error event and a WARNING naming both files."""
+    config, cfg = write_config(tmp_path)
+    first = simulate(tmp_path / "staged" / "a", seed=40, settings=SimSettings(particles=50, frame_size=(320, 240)))[0]
+    simulate(tmp_path / "staged" / "b", seed=41, settings=SimSettings(particles=70, frames="crop"), fmt="cytoclus")
+    listener = Listener(cfg["publish"]["endpoint"])
+    proc = start_service(config)
+    try:
+        assert wait_ready(listener)
+        shutil.move(str(first), str(tmp_path / "incoming" / first.name))
+        assert listener.wait(lambda l: l.of("sample"), 90)
+        for item in (tmp_path / "staged" / "b").iterdir():
+            if not item.name.endswith(".truth.csv"):
+                shutil.move(str(item), str(tmp_path / "incoming" / item.name))
+        assert listener.wait(lambda l: any("already published" in e["reason"] for e in l.of("error")), 60)
+        listener.wait(lambda l: False, 1.0)
+        assert len(listener.of("sample")) == 1 and len(listener.of("particle")) == 50
+        refused = [e for e in listener.of("error") if "already published" in e["reason"]][0]
+        assert refused["action"] == "skipped" and first.name in refused["reason"]
+    finally:
+        listener.close()
+        code, out = stop_service(proc, timeout=30)
+    assert code == 0 and "already published from" in out, out[-2000:]
