@@ -4,8 +4,8 @@ Each loop owns its sockets (ZeroMQ sockets are not thread-safe), wakes at least 
 0.5 s to beat its heartbeat and check for stop, and turns a failing item into error events
 rather than dying. A merged batch that fails is split by file and each file retried alone
 (`isolated`): only a file that fails on its own is failed, as poison (the publisher then
-quarantines it); its neighbours in the batch go on. Internal links are PUSH/PULL with small high-water marks, so a slow
-stage blocks its producer (back-pressure) instead of dropping work.
+quarantines it); its neighbours in the batch go on. Internal links are PUSH/PULL with small
+high-water marks, so a slow stage blocks its producer (back-pressure) instead of dropping work.
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ from PIL import Image
 from plankton_stream.formats import cytoclus, read_any
 from plankton_stream.formats.cytoclus_writer import ALL_IMAGED, ClusVariant
 from plankton_stream.formats.cytoclus_layout import DEFAULT_SET
-from plankton_stream.particles import ImageRef, Particle, ParticleError
+from plankton_stream.particles import ImageRef, Particle
 from tests import builders
+from tests.formats.test_cytoclus import read_all
 
 CHANNELS = ("FWS", "SWS", "FL Red")
 CYTOCLUS4 = ClusVariant(info=False, pulses=False, listmode_params=("Total",),
@@ -39,13 +40,6 @@ def tight_crops(parts: list[Particle]) -> list[Particle]:
             p = dataclasses.replace(p, image=ImageRef(builders.jpeg(w, h, seed=i), None, 0.3, False))
         out.append(p)
     return out
-
-
-def read_all(path: Path):
-    reading = read_any(path)
-    items = list(reading.items)
-    return (reading.sample, [i for i in items if isinstance(i, Particle)],
-            [i for i in items if isinstance(i, ParticleError)])
 
 
 def pixels(data: bytes) -> np.ndarray:
