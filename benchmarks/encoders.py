@@ -24,8 +24,7 @@ import torch
 
 from plankton_stream import knn
 from plankton_stream.models.crossmodal import CrossModalModel
-from plankton_stream.models.spec import ModelSpec, ProfileEncoderSpec
-from plankton_stream.preprocess import PreprocessSpec
+from plankton_stream.specs import ModelSpec, PreprocessSpec, ProfileEncoderSpec
 
 BATCHES = (1, 8, 32, 128, 256)
 GALLERIES = (100, 1_000, 10_000, 100_000)

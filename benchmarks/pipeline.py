@@ -96,7 +96,7 @@ def measure_pipeline(path: Path) -> dict:
     time.sleep(1.0)  # subscriber connected, engine loaded
     times: list[float] = []
     t0 = time.monotonic()
-    pipeline.exports.put(Export("json", path, (path,)))
+    pipeline.ingest.exports.put(Export("json", path, (path,)))
     done = None
     while done is None and time.monotonic() - t0 < 1800:
         if sub.poll(1000):

@@ -21,8 +21,7 @@ from typing import Any, Literal
 
 from plankton_stream.config import parse_section, to_dict
 from plankton_stream.errors import ModelError
-from plankton_stream.models.spec import ModelSpec
-from plankton_stream.preprocess import PreprocessSpec
+from plankton_stream.specs import ModelSpec, PreprocessSpec
 
 FORMAT_VERSION = 1
 ASSETS = Path(__file__).resolve().parent / "assets" / "models"

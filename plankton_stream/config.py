@@ -10,6 +10,8 @@ Functions take only the sub-config they need (`cfg.ingest`, `cfg.watch`, ...).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,8 +21,9 @@ import yaml
 from plankton_stream.channels import DEFAULT_ALIASES
 from plankton_stream.configload import LineDict, LineLoader, convert
 from plankton_stream.errors import ConfigError
-from plankton_stream.models.spec import ModelSpec
-from plankton_stream.preprocess import PreprocessSpec
+from plankton_stream.specs import ModelSpec, PreprocessSpec
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- sections
@@ -222,6 +225,9 @@ def load_config(path: str | Path | None = None, resolve: bool = True) -> Config:
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
         cfg = parse_config(text, source=str(path))
+        for key, endpoint in public_binds(cfg):
+            log.warning("%s: %s (%s) binds beyond localhost: anyone who can reach this host "
+                        "can connect", path, key, endpoint)
     return resolve_endpoints(cfg) if resolve else cfg
 
 
@@ -266,6 +272,32 @@ def resolve_endpoints(cfg: Config) -> Config:
     if p.ipc_dir is None:
         p = dataclasses.replace(p, ipc_dir=cfg.watch.state_dir / "ipc")
     return dataclasses.replace(cfg, publish=pub, metrics=metrics, pipeline=p)
+
+
+def public_binds(cfg: Config) -> list[tuple[str, str]]:
+    """(key, value) of each configured bind reachable from other hosts; every default is
+    localhost. tcp stage links always bind 127.0.0.1 (only their port is configurable)."""
+    pub = cfg.publish
+    binds = [("publish.endpoint", pub.endpoint, _host_of(pub.endpoint)),
+             ("publish.replay_endpoint", pub.replay_endpoint or f"unset, so {pub.endpoint}'s host",
+              _host_of(pub.replay_endpoint or pub.endpoint))]  # unset: derived on the same host
+    if cfg.metrics.port:  # 0: no metrics server, nothing bound
+        binds.append(("metrics.host", cfg.metrics.host, cfg.metrics.host))
+    return [(key, value) for key, value, host in binds if not _loopback(host)]
+
+
+def _host_of(endpoint: str) -> str:
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):  # a socket file or this process: not on the network
+        return "localhost"
+    return rest.rpartition(":")[0].strip("[]")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host in ("localhost", "lo") or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # *, an interface or a host name: may well face the network
+        return False
 
 
 def _tcp_port(endpoint: str) -> int | None:

@@ -15,16 +15,13 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from plankton_stream.config import ImagingConfig
 from plankton_stream.errors import ImageError
 from plankton_stream.particles import ImageRef
-
-if TYPE_CHECKING:  # config imports this module's users; annotations only
-    from plankton_stream.config import ImagingConfig
 
 _MAGIC = (
     (b"\xff\xd8\xff", "jpeg"),

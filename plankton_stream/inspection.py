@@ -19,7 +19,8 @@ from plankton_stream.errors import ChannelError, ImageError
 from plankton_stream.formats import read_any
 from plankton_stream.imaging import crop_particle
 from plankton_stream.particles import Particle, ParticleError
-from plankton_stream.preprocess import PreprocessSpec, channel_map, prepare_listmode
+from plankton_stream.preprocess import channel_map, prepare_listmode
+from plankton_stream.specs import PreprocessSpec
 
 PLAN = ("combined", "profile", "image", "listmode", "none")  # as the service's `modality`
 

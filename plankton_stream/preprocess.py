@@ -1,6 +1,6 @@
 """The one preprocessing path, shared by training, evaluation and serving (numpy only).
 
-Its parameters (`PreprocessSpec`) are stored inside every model artefact, and serving reads
+Its parameters (`specs.PreprocessSpec`) are stored inside every model artefact, and serving reads
 them from there, so training and serving cannot drift apart.
 - Profile: the model's canonical channels are picked through the alias table; each value
   goes through x -> 2 ln(1 + x) / c - 1 (c = ln(1 + 7488), the detector's saturation in mV,
@@ -20,43 +20,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from plankton_stream.channels import ChannelMap, canonical_name, resolve_channels
+from plankton_stream.config import IngestConfig
 from plankton_stream.errors import ImageError
 from plankton_stream.imaging import crop_particle
 from plankton_stream.particles import Particle, Sample
-
-if TYPE_CHECKING:  # config.py imports PreprocessSpec from here
-    from plankton_stream.config import IngestConfig
-
-SATURATION_MV = 7488.0
-
-
-@dataclass(frozen=True)
-class PreprocessSpec:
-    """Everything that turns a particle into model input. Stored in the model artefact."""
-
-    channels: tuple[str, ...] = ("FWS", "SWS", "FL_YELLOW", "FL_ORANGE", "FL_RED")
-    profile_length: int = 128  # the reference uses 224; 128 keeps 2-core CPUs busy, not stuck
-    log_scale: float = float(np.log1p(SATURATION_MV))  # c = ln(1 + 7488) = 8.9211
-    image_size: int = 64  # the reference uses 224
-    crop_top_px: int = 0  # some datasets carry an info strip at the top (the reference: 25)
-    size_scale_um: float = 500.0  # metadata: log1p(µm) / log1p(size_scale_um)
-
-    @property
-    def profile_meta_dim(self) -> int:
-        return 1
-
-    @property
-    def image_meta_dim(self) -> int:
-        return 2
-
-    @property
-    def listmode_features(self) -> tuple[str, ...]:
-        return listmode_features(self.channels)
+from plankton_stream.specs import PreprocessSpec, listmode_features
 
 
 @dataclass(frozen=True)
@@ -107,14 +80,6 @@ def prepare_particle(p: Particle, sample: Sample, cmap: ChannelMap | None, spec:
 
 
 # --------------------------------------------------------------------------- listmode
-
-_PER_CHANNEL = ("total", "maximum")
-
-
-def listmode_features(channels: Sequence[str]) -> tuple[str, ...]:
-    """Names of the listmode feature vector for a model's canonical channels."""
-    return tuple(f"{c}.{p}" for c in channels for p in _PER_CHANNEL) + ("FWS.length",)
-
 
 def prepare_listmode(listmode: Mapping[str, float], channels: Sequence[str],
                      aliases: Mapping[str, Sequence[str]], derive: Mapping[str, Sequence[str]],

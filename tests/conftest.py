@@ -7,9 +7,8 @@ import dataclasses
 import pytest
 
 from plankton_stream.config import TrainConfig
-from plankton_stream.models.spec import ImageEncoderSpec, ModelSpec, ProfileEncoderSpec
-from plankton_stream.preprocess import PreprocessSpec
 from plankton_stream.simulate import RunPlan, SimSettings, simulate_to_disk
+from plankton_stream.specs import ImageEncoderSpec, ModelSpec, PreprocessSpec, ProfileEncoderSpec
 
 TINY_MODEL = ModelSpec(image=ImageEncoderSpec(widths=(8, 16, 16, 24)),
                        profile=ProfileEncoderSpec(width=8, blocks=(1, 1, 1)), embed_dim=16)

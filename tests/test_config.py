@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from plankton_stream.config import (
     Config,
     load_config,
     parse_config,
+    public_binds,
     replace_path,
     resolve_endpoints,
     to_dict,
@@ -126,3 +128,52 @@ def test_loading_resolves_and_the_file_wins_over_derivation():
 def test_underivable_endpoints_are_config_errors_naming_the_key(dotted, fragment):
     with pytest.raises(ConfigError, match=fragment):
         resolve_endpoints(_with(**dotted))
+
+
+def test_every_bind_defaults_to_localhost():
+    from plankton_stream.pipeline.loops import Links
+
+    cfg = resolve_endpoints(_with(metrics__port="auto", pipeline__transport="tcp"))
+    assert (cfg.publish.endpoint, cfg.publish.replay_endpoint) == ("tcp://127.0.0.1:5556",
+                                                                   "tcp://127.0.0.1:5557")
+    assert cfg.metrics.host == "127.0.0.1" and cfg.metrics.port == 5558
+    links = Links.for_transport("tcp", cfg.pipeline.ipc_dir, cfg.pipeline.tcp_base_port)
+    assert set(vars(links).values()) == {f"tcp://127.0.0.1:{p}" for p in range(5560, 5564)}
+    assert public_binds(cfg) == []
+
+
+@pytest.mark.parametrize("text, key", [
+    ("publish:\n  endpoint: tcp://0.0.0.0:6000\n", "publish.endpoint"),
+    ("publish:\n  endpoint: tcp://0.0.0.0:6000\n", "publish.replay_endpoint"),  # derived: same host
+    ("publish:\n  endpoint: tcp://*:6000\n", "publish.endpoint"),
+    ("publish:\n  endpoint: tcp://eth0:6000\n", "publish.endpoint"),
+    ("publish:\n  replay_endpoint: tcp://192.168.1.5:5557\n", "publish.replay_endpoint"),
+    ("metrics:\n  port: 9108\n  host: 0.0.0.0\n", "metrics.host"),
+    ("metrics:\n  port: 9108\n  host: '::'\n", "metrics.host"),
+])
+def test_a_bind_beyond_localhost_is_a_warning_naming_the_key(tmp_path, caplog, text, key):
+    path = tmp_path / "station.yaml"
+    path.write_text(text)
+    with caplog.at_level(logging.WARNING, logger="plankton_stream.config"):
+        load_config(path, resolve=False)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"{path}: {key} (" in m and "beyond localhost" in m for m in warned), warned
+
+
+@pytest.mark.parametrize("text", [
+    "publish:\n  endpoint: tcp://localhost:6000\n",
+    "publish:\n  endpoint: tcp://[::1]:6000\n",
+    "publish:\n  endpoint: tcp://127.0.0.2:6000\n",
+    "publish:\n  endpoint: ipc:///run/ps/pub.sock\n",
+    "publish:\n  endpoint: tcp://127.0.0.1:6000\n  replay_endpoint: inproc://r\n",
+    "metrics:\n  port: 0\n  host: 0.0.0.0\n",  # no metrics server: nothing is bound
+])
+def test_local_binds_load_without_a_warning(tmp_path, caplog, text):
+    path = tmp_path / "station.yaml"
+    path.write_text(text)
+    with caplog.at_level(logging.WARNING, logger="plankton_stream.config"):
+        load_config(path)
+    assert not caplog.records
+    for example in (EXAMPLE, EXAMPLE.parents[1] / "deploy" / "station.yaml"):
+        load_config(example)
+    assert not caplog.records

@@ -9,8 +9,8 @@ from plankton_stream.config import IngestConfig
 from plankton_stream.errors import ChannelError
 from plankton_stream.formats import find_exports, read_any
 from plankton_stream.particles import Particle
-from plankton_stream.preprocess import (PreprocessSpec, channel_map, prepare_image, prepare_particle,
-                                        prepare_profile, resample)
+from plankton_stream.preprocess import channel_map, prepare_image, prepare_particle, prepare_profile, resample
+from plankton_stream.specs import PreprocessSpec
 from plankton_stream.training.data import prepare_files
 from tests import builders
 

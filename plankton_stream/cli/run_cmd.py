@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
 
-from plankton_stream.config import Config, load_config, replace_path, resolve_endpoints
+from plankton_stream.config import Config, load_config, public_binds, replace_path, resolve_endpoints
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +56,11 @@ def service_config(args: argparse.Namespace) -> Config:
                           "metrics.port": args.metrics_port}.items():
         if value is not None:
             cfg = replace_path(cfg, dotted, value)
+    flagged = {"publish.endpoint": args.publish, "publish.replay_endpoint": args.replay or args.publish}
+    for key, endpoint in public_binds(cfg):  # the file's own binds were warned about at load
+        if flagged.get(key):
+            logging.getLogger(__name__).warning("%s (%s, from the command line) binds beyond localhost: "
+                                                "anyone who can reach this host can connect", key, endpoint)
     return resolve_endpoints(cfg)
 
 
@@ -69,12 +75,11 @@ def run(args: argparse.Namespace) -> int:
 
         if args.once:
             raise ConfigError("--once runs in one process: use pipeline.transport inproc")
-        return supervise(args, cfg)
+        return supervise(cfg, [sys.executable, "-m", "plankton_stream", "stage", "--log-level", args.log_level])
     pipeline = Pipeline(cfg, once=args.once)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    metrics = _metrics(cfg)
     pipeline.start()
     watchdog = pipeline.notifier.watchdog_s
     last_ping = last_status = 0.0
@@ -90,8 +95,6 @@ def run(args: argparse.Namespace) -> int:
                 logging.getLogger(__name__).warning("not pinging the watchdog: %s stalled", ", ".join(stale))
         if now - last_status >= 5.0:
             pipeline.notifier.status(pipeline.status_line())
-            if metrics and pipeline.last_status is not None:
-                metrics(pipeline.last_status)
             last_status = now
         if args.once and pipeline.idle():
             break
@@ -103,37 +106,3 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(__name__).error("--once left %d export(s) unprocessed (still being written, or "
                                           "stopped early): %s", len(left), "; ".join(left))
     return 1 if crashed else 2 if left else 0
-
-
-def _metrics(cfg: Config):
-    """Prometheus gauges updated from status events; None when metrics are off."""
-    if not cfg.metrics.port:
-        return None
-    try:
-        from prometheus_client import Gauge, start_http_server
-    except ImportError:
-        logging.getLogger(__name__).warning("metrics.port is set but prometheus_client is missing: "
-                                            "pip install 'plankton-stream[metrics]'")
-        return None
-    from plankton_stream.pipeline.endpoints import check_port
-
-    check_port("metrics.port", cfg.metrics.host, int(cfg.metrics.port))
-    start_http_server(int(cfg.metrics.port), addr=cfg.metrics.host)
-    gauges = {name: Gauge(f"plankton_stream_{name}", help_) for name, help_ in {
-        "files_done": "exports fully processed", "files_failed": "exports failed or quarantined",
-        "backlog_files": "exports seen but not finished", "particles_total": "particles published",
-        "particles_per_s": "published particles per second (10 s window)",
-        "lag_seconds": "file complete on disk to its last label, last file",
-        "uptime_seconds": "seconds since start"}.items()}
-
-    def update(s) -> None:
-        gauges["files_done"].set(s.files_done)
-        gauges["files_failed"].set(s.files_failed)
-        gauges["backlog_files"].set(s.backlog_files)
-        gauges["particles_total"].set(s.particles_total)
-        gauges["particles_per_s"].set(s.particles_per_s)
-        gauges["uptime_seconds"].set(s.uptime_s)
-        if s.lag_s is not None:
-            gauges["lag_seconds"].set(s.lag_s)
-
-    return update

@@ -1,20 +1,21 @@
 """`plankton-stream stage NAME`: one pipeline stage as its own process (ipc:// or tcp://).
 
-The stages are the same loops the in-process pipeline runs; only the transport differs
-(`pipeline.transport: ipc | tcp`). Run one `ingest`, any number of `encode` workers (PUSH /
-PULL spreads batches over them), one `classify` and one `publish`. On SIGTERM a stage drains:
-ingest finishes its file, the others finish what reaches them, then they exit.
+The sides are built by `pipeline.wiring`, exactly as `run` builds them in one process; only
+the transport differs (`pipeline.transport: ipc | tcp`). Run one `ingest`, any number of
+`encode` workers (PUSH / PULL spreads batches over them), one `classify` and one `publish`
+(which also serves replay and metrics). `run` with an ipc/tcp transport starts and supervises
+them; they can also run as separate units. On SIGTERM a stage drains: ingest finishes its
+file, the others finish what reaches them, then they exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import queue
 import signal
 import threading
 import time
-from functools import partial
+from typing import Callable
 
 import zmq
 
@@ -22,6 +23,7 @@ from plankton_stream.cli.run_cmd import add_service_args, service_config
 from plankton_stream.errors import ConfigError
 
 STAGES = ("ingest", "encode", "classify", "publish")
+QUIET_S = 2.0  # draining: a stage with nothing to do this long has finished
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,9 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plankton_stream.pipeline import loops, replay
+    from plankton_stream.pipeline import loops, wiring
+    from plankton_stream.pipeline.endpoints import check_endpoints
     from plankton_stream.pipeline.health import Health
-    from plankton_stream.pipeline.runner import encode_threads, gallery_id, load_model_and_gallery
+    from plankton_stream.pipeline.runner import gallery_id, load_model_and_gallery
 
     logging.basicConfig(level=args.log_level.upper(), format=f"%(levelname)s {args.name}: %(message)s")
     cfg = service_config(args)
@@ -43,126 +46,61 @@ def run(args: argparse.Namespace) -> int:
     if p.transport == "inproc":
         raise ConfigError("`stage` needs pipeline.transport ipc or tcp (inproc only works inside one "
                           "process: use `plankton-stream run`)")
-    from plankton_stream.pipeline.endpoints import check_endpoints
-
     check_endpoints(cfg, args.name)  # this stage's sockets: a taken one names its key and exits 2
     links = loops.Links.for_transport(p.transport, p.ipc_dir, p.tcp_base_port)
-    ctx, health, stop = zmq.Context(), Health(), threading.Event()
-    draining = threading.Event()
+    ctx, health, stop, draining = zmq.Context(), Health(), threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: draining.set())
     model, gallery = load_model_and_gallery(cfg)
-    threads = []
-
-    def start(target, *a) -> None:
-        t = threading.Thread(target=target, args=a, daemon=True)
-        t.start()
-        threads.append(t)
-
-    extra_idle = lambda: True  # noqa: E731
+    threads = wiring.Threads(health, stop)
+    finished: Callable[[], bool] = lambda: True  # noqa: E731 - encode and classify: quiet is enough
+    on_drain: Callable[[], None] = lambda: None  # noqa: E731
     if args.name == "encode":
-        from plankton_stream.backends import open_engine
-
-        start(loops.encode_loop, ctx, links,
-              lambda: open_engine(model, p.backend, p.device, p.precision, p.engines_dir, p.max_batch,
-                                  threads=encode_threads(p, shared_process=False)),
-              cfg, stop, health, f"encode-{args.worker}")
+        factory = wiring.engine_factory(model, p, shared_process=False)
+        threads.start(f"encode-{args.worker}", loops.encode_loop, ctx, links, factory, cfg, stop, health,
+                      f"encode-{args.worker}")
     elif args.name == "classify":
-        start(loops.classify_loop, ctx, links, gallery, cfg, stop, health)
+        threads.start("classify", loops.classify_loop, ctx, links, gallery, cfg, stop, health)
     elif args.name == "publish":
-        extra_idle = _start_publish(ctx, links, cfg, model, gallery_id(gallery), stop, health, start,
-                                    replay, loops)
+        view = lambda: wiring.HostView("draining" if draining.is_set() else "running")  # noqa: E731
+        side = wiring.PublishSide(cfg, model.model_id, gallery_id(gallery), health, view,
+                                  f"{wiring.engine_name(p)} ({p.transport} stages)")
+        side.start(threads, ctx, links)
+        finished = side.drained.is_set
     else:
-        extra_idle = _start_ingest(ctx, links, cfg, model, stop, health, draining, start, loops)
-    activity = None
-    quiet_since = time.monotonic()
-    code = 0
-    while not stop.is_set():
-        time.sleep(0.5)
-        if not draining.is_set():
-            dead = [t.name for t in threads if not t.is_alive()]
-            if dead:  # a stage that cannot work must not look alive: exit, the supervisor restarts
-                logging.getLogger(__name__).error("stage %s: thread %s stopped unexpectedly (see the "
-                                                  "traceback above); exiting", args.name, dead[0])
-                stop.set()
-                code = 1
-            continue
-        now_activity = sum(health.counters.values())
-        if now_activity != activity:
-            activity, quiet_since = now_activity, time.monotonic()
-        if time.monotonic() - quiet_since > 2.0 and extra_idle():
-            stop.set()
-    for t in threads:
-        t.join(timeout=10)
+        ingest = wiring.IngestSide(cfg, model, health, on_crash=threads.crashed)
+        ingest.start(threads, ctx, links)
+        finished = lambda: ingest.idle(include_watcher=False)  # noqa: E731
+        on_drain = ingest.stop_taking
+    code = _host(args.name, threads, health, stop, draining, finished, on_drain)
     if code == 0:
         ctx.term()  # after a failure a dead thread's sockets may be left open: do not wait on them
     return code
 
 
-def _start_ingest(ctx, links, cfg, model, stop, health, draining, start, loops):
-    from plankton_stream.pipeline.intake import Intake
-    from plankton_stream.pipeline.watcher import Watcher
-
-    exports: queue.Queue = queue.Queue()
-    idle = threading.Event()
-    intake = Intake(cfg, model.preprocess)
-    watcher = Watcher(cfg.watch, exports.put, intake.is_done,
-                      with_cyz=bool(cfg.ingest.converter.command.strip()),
-                      beat=lambda: health.beat("watcher"))
-    start(loops.ingest_loop, ctx, links, exports, intake.work, cfg, stop, health, idle)
-    watcher.open()
-    start(watcher.run)  # a watcher that gives up ends its thread: the stage then exits 1
-
-    def idle_now() -> bool:
-        if draining.is_set():
-            watcher.stop()
-        return exports.unfinished_tasks == 0 and idle.is_set()
-
-    return idle_now
-
-
-def _start_publish(ctx, links, cfg, model, gid, stop, health, start, replay, loops):
-    from plankton_stream.pipeline.ledger import Ledger
-    from plankton_stream.pipeline.messages import StatusEvent
-    from plankton_stream.pipeline.publish import Publisher
-
-    ledger_path = cfg.watch.state_dir / "ledger.sqlite"
-    drained = threading.Event()
-    holder: dict = {}
-
-    from plankton_stream.pipeline.intake import move_to_quarantine
-
-    def publish_thread() -> None:
-        pub = ctx.socket(zmq.PUB)
-        pub.setsockopt(zmq.SNDHWM, cfg.publish.subscriber_hwm)
-        pub.bind(cfg.publish.endpoint)
-        ledger = Ledger(ledger_path)
-
-        def send(parts):
-            try:
-                pub.send_multipart(parts, flags=zmq.NOBLOCK)
-            except zmq.Again:
-                health.drops["pub"] = health.drops.get("pub", 0) + 1
-
-        publisher = Publisher(ledger, send, cfg.station.name, model.model_id, gid, cfg.pipeline.embeddings,
-                              quarantine=partial(move_to_quarantine, state_dir=cfg.watch.state_dir))
-        holder["publisher"] = publisher
-        publisher.resend_unsent()
-
-        def status() -> StatusEvent:
-            counts = ledger.counts()
-            return StatusEvent(round(health.uptime(), 1), counts.get("done", 0),
-                               counts.get("failed", 0) + counts.get("quarantined", 0),
-                               publisher.open_files(), publisher.published, round(health.rate(), 1),
-                               {}, dict(health.drops), publisher.last_lag_s, "running",
-                               cfg.publish.replay_endpoint, f"{cfg.pipeline.transport} stages")
-
-        try:
-            loops.publish_loop(ctx, links, publisher, status, cfg, stop, health, drained)
-        finally:
-            ledger.close()
-            pub.close()
-
-    start(publish_thread)
-    start(replay.serve, ctx, cfg.publish.replay_endpoint, ledger_path, stop, health)
-    return lambda: drained.is_set()
+def _host(name: str, threads, health, stop: threading.Event, draining: threading.Event,
+          finished: Callable[[], bool], on_drain: Callable[[], None]) -> int:
+    """Wait; exit 1 when a stage thread dies (the supervisor or systemd restarts the stage);
+    on SIGTERM drain: stop taking work, and exit once quiet and finished."""
+    activity, quiet_since, drain_started = None, time.monotonic(), False
+    code = 0
+    while not stop.is_set():
+        time.sleep(0.5)
+        if "crashed" in health.counters or any(not t.is_alive() for t in threads.threads):
+            logging.getLogger(__name__).error("stage %s: a thread stopped unexpectedly (see the traceback "
+                                              "above); exiting", name)
+            stop.set()
+            code = 1
+            break
+        if not draining.is_set():
+            continue
+        if not drain_started:
+            on_drain()
+            drain_started = True
+        now_activity = sum(health.counters.values())
+        if now_activity != activity:
+            activity, quiet_since = now_activity, time.monotonic()
+        if time.monotonic() - quiet_since > QUIET_S and finished():
+            stop.set()
+    threads.join()
+    return code

@@ -1,13 +1,17 @@
 """Raw `.cyz` files through an external converter (e.g. Cyz2Json, which needs .NET).
 
-`ingest.converter.command` is a template such as `Cyz2Json {input} --raw --output {output}`;
-it is split like a shell command line (no shell is run) and {input} / {output} are replaced.
-The converted JSON is then read by the cyz2json reader. Failures name the command, its exit
-status and the end of its error output.
+`ingest.converter.command` is a template such as `Cyz2Json {input} --raw --output {output}`.
+The template - never a file name - is split like a shell command line, then {input} and
+{output} are replaced in each argument in one pass (`argv`), so a file name is one argv
+element exactly as it is on disk: no shell runs, a name holding `{output}`, quotes, `;` or
+`$(...)` is not re-read, and an absolute path keeps a name starting with `-` from looking
+like an option. The converted JSON is then read by the cyz2json reader. Failures name the
+command, its exit status and the end of its error output.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -21,6 +25,7 @@ from plankton_stream.formats import cyz2json
 from plankton_stream.particles import Item, Reading
 
 NAME = "cyz"
+_PLACEHOLDER = re.compile(r"\{(input|output)\}")
 
 
 def sniff(path: Path) -> bool:
@@ -35,13 +40,13 @@ def convert(path: Path, cfg: ConverterConfig, out_dir: Path) -> Path:
                              f"or CytoClus files on the instrument PC")
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / (path.stem + ".json")
-    args = [a.replace("{input}", str(path)).replace("{output}", str(output))
-            for a in shlex.split(cfg.command)]
+    args = argv(cfg.command, path.absolute(), output.absolute())
     if shutil.which(args[0]) is None and not Path(args[0]).exists():
         raise ConverterError(f"converter {args[0]!r} not found (ingest.converter.command); "
                              f"install it or fix the path")
     try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=cfg.timeout_s)
+        done = subprocess.run(args, shell=False, check=False, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=cfg.timeout_s)
     except subprocess.TimeoutExpired as exc:
         raise ConverterError(f"{path}: converter timed out after {cfg.timeout_s:g} s") from exc
     if done.returncode != 0 or not output.exists():
@@ -50,6 +55,13 @@ def convert(path: Path, cfg: ConverterConfig, out_dir: Path) -> Path:
                              f"{' and wrote no output' if not output.exists() else ''}: "
                              f"{' / '.join(tail) or 'no message'}")
     return output
+
+
+def argv(template: str, source: Path, output: Path) -> list[str]:
+    """The converter's argv: the template split, each placeholder replaced once. `re.sub`
+    never scans the text it inserted, so a file name is never read as a template."""
+    values = {"input": str(source), "output": str(output)}
+    return [_PLACEHOLDER.sub(lambda m: values[m.group(1)], token) for token in shlex.split(template)]
 
 
 def read(path: Path, cfg: IngestConfig) -> Reading:

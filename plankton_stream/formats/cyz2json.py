@@ -1,7 +1,9 @@
 """cyz2json JSON exports (OBAMANEXT/cyz2json): streaming reader and writer.
 
 Files reach hundreds of MB (base64 images inside), so nothing holds the whole document:
-1. the `instrument` header is read with an incremental parser, stopping as soon as it is done;
+0. the whole file is checked for hostile nesting and giant tokens (`json_guard`), unparsed;
+1. the `instrument` header is read with an incremental parser, stopping as soon as it is done
+   (`cyz2json_header`);
 2. the `images` array (written *after* the particles) is indexed in one streaming pass: each
    image is base64-decoded and spilled to a temporary file, keeping only offsets in memory;
 3. `particles` are then streamed one by one, each joined with its image bytes.
@@ -20,32 +22,35 @@ import math
 import re
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any, Iterator
 
 import ijson
 import numpy as np
 
 from plankton_stream.config import IngestConfig
-from plankton_stream.errors import FormatError
-from plankton_stream.formats.common import date_from_name, make_particle, sample_id_from_name
+from plankton_stream.formats.common import make_particle
+from plankton_stream.formats.cyz2json_header import (
+    NAME,  # noqa: F401 - format API
+    as_int,
+    num,
+    read_header,
+    sample_from_header,
+    short,
+)
 from plankton_stream.formats.cyz2json_layout import BOM as _BOM
 from plankton_stream.formats.cyz2json_layout import (
+    SMALL_TOKENS_BUF_SIZE,
     image_stream,
     images_offset,
-    lexical_error,
-    open_json,
     particle_stream,
-    quote_non_finite,
     stream_items,
 )
 from plankton_stream.formats.cyz2json_writer import JsonVariant, write  # noqa: F401 - format API
 from plankton_stream.imaging import image_size, sniff_image
 from plankton_stream.particles import ImageRef, Item, ParticleError, Reading, Sample
 
-NAME = "cyz2json"
 _SPILL_IN_MEMORY = 64 * 2**20  # image bytes kept in RAM before spilling to disk
 
 
@@ -63,176 +68,9 @@ def sniff(path: Path) -> bool:
 def read(path: str | Path, cfg: IngestConfig) -> Reading:
     """Open a cyz2json export: metadata now, particles as a lazy stream."""
     path = Path(path)
-    header = _read_header(path)
-    sample = _sample(path, header, cfg)
+    header = read_header(path)
+    sample = sample_from_header(path, header, cfg)
     return Reading(sample, _particles(path, sample, cfg))
-
-
-# --------------------------------------------------------------------------- header
-
-
-def _read_header(path: Path) -> dict[str, Any]:
-    """Top-level `filename` and `instrument`, stopping at `particles` when both are known."""
-    if path.stat().st_size == 0:
-        raise FormatError(f"{path}: empty file (still being written, or the export failed)")
-    try:
-        return _header_pass(path, quoted=False)
-    except FormatError as exc:
-        if not lexical_error(exc.__cause__):
-            raise
-        return _header_pass(path, quoted=True)
-
-
-def _header_pass(path: Path, quoted: bool) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    builder: ijson.ObjectBuilder | None = None
-    try:
-        with (quote_non_finite(open_json(path)) if quoted else open_json(path)) as f:
-            for prefix, event, value in ijson.parse(f, use_float=True):
-                if builder is not None:
-                    if prefix == "instrument" and event in ("end_map", "end_array"):
-                        builder.event(event, value)
-                        found["instrument"] = builder.value
-                        builder = None
-                    else:
-                        builder.event(event, value)
-                elif prefix == "filename" and event == "string":
-                    found["filename"] = value
-                elif prefix == "instrument" and event == "start_map":
-                    builder = ijson.ObjectBuilder()
-                    builder.event(event, value)
-                elif prefix == "particles.item.pulseShapes.item.description":
-                    found.setdefault("first_channels", []).append(str(value))
-                elif (prefix, event) in (("particles.item", "end_map"), ("particles", "end_array")):
-                    if "instrument" in found:
-                        break  # the first particle tells which channels the pulses carry
-    except ijson.JSONError as exc:
-        if "instrument" not in found:
-            raise FormatError(
-                f"{path}: cyz2json JSON truncated or corrupt before its 'instrument' section ends "
-                f"(still being written, or a failed export): {_short(exc)}") from exc
-    if "instrument" not in found:
-        raise FormatError(
-            f"{path}: no 'instrument' section: not a cyz2json export, or truncated before it"
-        )
-    return found
-
-
-def _sample(path: Path, header: Mapping[str, Any], cfg: IngestConfig) -> Sample:
-    inst = header["instrument"]
-    if not isinstance(inst, dict):
-        raise FormatError(f"{path}: 'instrument' is not an object")
-    results = _normalised_keys(inst.get("measurementResults") or {})
-    settings = inst.get("measurementSettings") or {}
-    name = str(header.get("filename") or path.name)
-    um_per_sample = _find_number(settings, "sample_to_um_conversionfactor")
-    if um_per_sample is None:
-        um_per_sample = _um_per_sample_from_speed(inst, settings)
-    declared = tuple(
-        str(c.get("description", "")) for c in inst.get("channels") or [] if isinstance(c, dict)
-    )
-    first = tuple(header.get("first_channels") or ())
-    # the pulses are what matter: if the instrument's list does not match them, trust the pulses
-    channels = declared if not first or set(first) == set(declared) else first
-    return Sample(
-        sample_id=sample_id_from_name(name),
-        path=str(path),
-        format=NAME,
-        channels=channels,
-        instrument_name=str(inst.get("name") or ""),
-        instrument_serial=str(inst.get("serialNumber") or inst.get("serial_number") or ""),
-        start=_start(results.get("start"), name),
-        duration_s=_num(results.get("duration", results.get("maximummeasurementtimes"))),
-        pumped_volume_ul=_num(results.get("pumpedvolume")),
-        analysed_volume_ul=_num(results.get("analysedvolume", results.get("analyzedvolume"))),
-        triggered=_int(results.get("particlecount")),
-        saved=_int(results.get("particlesinfilecount")),
-        imaged=_int(results.get("picturecount")),
-        um_per_sample=um_per_sample,
-        um_per_px=_find_number(settings, "imagescalemuperpixelp", "imagescalemuperpixel"),
-        background=_background(settings),
-        extra={**{k: inst.get(k) for k in ("sampleCoreSpeed", "laserBeamWidth") if k in inst},
-               "declared_channels": list(declared)},
-    )
-
-
-def _normalised_keys(d: Mapping[str, Any]) -> dict[str, Any]:
-    """camelCase and snake_case keys compare equal: `pumped_volume` == `pumpedVolume`."""
-    return {k.replace("_", "").lower(): v for k, v in d.items()} if isinstance(d, dict) else {}
-
-
-def _find(obj: Any, keys: tuple[str, ...], depth: int = 0) -> Any:
-    """First value under any of `keys` (compared lower-case), searching nested settings.
-
-    Converter versions nest CytoSettings differently (flat, one or two levels), so the
-    settings are searched rather than addressed by a fixed path.
-    """
-    if depth > 8:
-        return None
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k.lower() in keys:
-                return v
-        for v in obj.values():
-            if isinstance(v, (dict, list)):
-                hit = _find(v, keys, depth + 1)
-                if hit is not None:
-                    return hit
-    elif isinstance(obj, list):
-        for v in obj[:64]:
-            hit = _find(v, keys, depth + 1)
-            if hit is not None:
-                return hit
-    return None
-
-
-def _find_number(settings: Any, *keys: str) -> float | None:
-    value = _num(_find(settings, keys))
-    return value if value is not None and value > 0 else None
-
-
-def _um_per_sample_from_speed(inst: Mapping[str, Any], settings: Any) -> float | None:
-    speed = _num(inst.get("sampleCoreSpeed"))  # m/s
-    freq = _num(_find(settings, ("samplefrequency",)))  # MHz
-    return speed / freq if speed and freq else None
-
-
-def _background(settings: Any) -> bytes | None:
-    bg = _find(settings, ("background",))
-    data = bg.get("Data") or bg.get("data") if isinstance(bg, dict) else bg
-    if not isinstance(data, str) or not data:
-        return None
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return raw if sniff_image(raw) else None
-
-
-def _start(value: Any, name: str) -> datetime | None:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-    return date_from_name(name)
-
-
-def _num(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if np.isfinite(out) else None
-
-
-def _int(value: Any) -> int | None:
-    out = _num(value)
-    return int(out) if out is not None else None
-
-
-def _short(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:200]
 
 
 # --------------------------------------------------------------------------- images
@@ -269,13 +107,13 @@ def _index_images(path: Path, split: int | None) -> _ImageIndex:
             _index_one(index, item, file, n)
     except ijson.JSONError as exc:
         index.errors.append(ParticleError(
-            file, f"images section is truncated or corrupt after {n} images: {_short(exc)}",
+            file, f"images section is truncated or corrupt after {n} images: {short(exc)}",
             dropped=False))
     return index
 
 
 def _index_one(index: _ImageIndex, item: Any, file: str, n: int) -> None:
-    pid = _int(item.get("particleId")) if isinstance(item, dict) else None
+    pid = as_int(item.get("particleId")) if isinstance(item, dict) else None
     if pid is None:
         index.errors.append(ParticleError(file, f"image #{n} has no particleId", dropped=False))
         return
@@ -334,14 +172,14 @@ def _particles(path: Path, sample: Sample, cfg: IngestConfig) -> Iterator[Item]:
     seen: set[int] = set()
     last = None
     try:
-        raws = stream_items(lambda: particle_stream(path, split), "particles.item")
+        raws = stream_items(lambda: particle_stream(path, split), "particles.item", SMALL_TOKENS_BUF_SIZE)
         for n, raw in enumerate(raws, start=1):
             item = _particle(raw, n, sample, index, cfg, seen)
             last = item.particle_id if item.particle_id is not None else last
             yield item
     except ijson.JSONError as exc:
         yield ParticleError(file, f"particles section is truncated or corrupt after particle "
-                                  f"{last}: {_short(exc)}; the particles before it are kept")
+                                  f"{last}: {short(exc)}; the particles before it are kept")
     yield from index.errors
     for pid in sorted(index.entries):
         yield ParticleError(file, "image for a particle that is not in the file", pid, dropped=False)
@@ -351,7 +189,7 @@ def _particles(path: Path, sample: Sample, cfg: IngestConfig) -> Iterator[Item]:
 def _particle(raw: Any, n: int, sample: Sample, index: _ImageIndex, cfg: IngestConfig,
               seen: set[int]) -> Item:
     file = sample.path
-    pid = _int(raw.get("particleId")) if isinstance(raw, dict) else None
+    pid = as_int(raw.get("particleId")) if isinstance(raw, dict) else None
     if pid is None:
         return ParticleError(file, f"particle #{n} has no particleId", row=n)
     if pid in seen:
@@ -381,7 +219,7 @@ def _pulses(shapes: Any) -> tuple[tuple[str, ...], np.ndarray]:
         try:
             rows.append(np.asarray(shape["values"], dtype=np.float32))
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"pulse '{names[-1]}' has non-numeric values: {_short(exc)}") from exc
+            raise ValueError(f"pulse '{names[-1]}' has non-numeric values: {short(exc)}") from exc
     lengths = {len(r) for r in rows}
     if len(lengths) != 1:
         raise ValueError(f"channels have different lengths {sorted(lengths)}")
@@ -413,7 +251,7 @@ def _listmode(params: Any) -> dict[str, float]:
             if key == "description":
                 continue
             if not isinstance(value, float):  # ints, "NaN" strings, nulls
-                value = _num(value)
+                value = num(value)
                 if value is None:
                     continue
             elif not math.isfinite(value):

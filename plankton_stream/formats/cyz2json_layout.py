@@ -17,6 +17,12 @@ from typing import IO, Any, Callable, Iterator
 import ijson
 
 BOM = b"\xef\xbb\xbf"
+# ijson's read size. yajl re-scans a token that spans reads, so one costs ~ its length squared
+# over this: a 5 MB base64 image takes 0.13 s with ijson's 64 KiB, 0.02 s with 1 MiB. Passes
+# over base64 (header, images) read 1 MiB; the particle pass, small tokens only, stays at
+# 64 KiB, measured 8% faster there.
+BUF_SIZE = 2**20
+SMALL_TOKENS_BUF_SIZE = 2**16
 _IMAGES_KEY = re.compile(rb'^"images"\s*:\s*\[')
 _AFTER_ARRAY = re.compile(rb"\]\s*,\s*$")
 
@@ -140,14 +146,15 @@ def lexical_error(exc: BaseException | None) -> bool:
     return isinstance(exc, ijson.JSONError) and str(exc).startswith("lexical error")
 
 
-def stream_items(opener: Callable[[], IO[bytes]], prefix: str) -> Iterator[Any]:
+def stream_items(opener: Callable[[], IO[bytes]], prefix: str, buf_size: int = BUF_SIZE
+                 ) -> Iterator[Any]:
     """The objects under `prefix`, parsed as they stream. On a tokeniser error (a bare NaN),
     the stream is parsed again through the quoting filter and the objects already yielded
     are skipped; any other JSONError (a cut-short file) propagates."""
     done = 0
     try:
         with opener() as f:
-            for obj in ijson.items(f, prefix, use_float=True):
+            for obj in ijson.items(f, prefix, use_float=True, buf_size=buf_size):
                 done += 1
                 yield obj
         return
@@ -155,4 +162,4 @@ def stream_items(opener: Callable[[], IO[bytes]], prefix: str) -> Iterator[Any]:
         if not lexical_error(exc):
             raise
     with quote_non_finite(opener()) as f:
-        yield from itertools.islice(ijson.items(f, prefix, use_float=True), done, None)
+        yield from itertools.islice(ijson.items(f, prefix, use_float=True, buf_size=buf_size), done, None)

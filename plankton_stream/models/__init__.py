@@ -1,1 +1,1 @@
-"""Encoders and losses (torch). `spec` is torch-free and may be imported anywhere."""
+"""Encoders and losses (torch). Their specs are torch-free and live in `plankton_stream.specs`."""

@@ -7,8 +7,7 @@ from torch import nn
 from plankton_stream.artifacts import ModelArtifact, load_state
 from plankton_stream.models.crossmodal import CrossModalModel
 from plankton_stream.models.image import ImageTower
-from plankton_stream.models.spec import ModelSpec
-from plankton_stream.preprocess import PreprocessSpec
+from plankton_stream.specs import ModelSpec, PreprocessSpec
 
 
 def build_image_tower(spec: ModelSpec, pre: PreprocessSpec) -> ImageTower:

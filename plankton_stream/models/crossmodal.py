@@ -12,8 +12,7 @@ from torch import nn
 from plankton_stream.models.image import ImageTower
 from plankton_stream.models.losses import build_loss, nt_xent
 from plankton_stream.models.profile import ProfileTower
-from plankton_stream.models.spec import ModelSpec
-from plankton_stream.preprocess import PreprocessSpec
+from plankton_stream.specs import ModelSpec, PreprocessSpec
 
 
 class CrossModalModel(nn.Module):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plankton_stream.models.spec import ImageEncoderSpec
+from plankton_stream.specs import ImageEncoderSpec
 
 
 class ResBlock2d(nn.Module):

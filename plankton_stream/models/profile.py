@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plankton_stream.models.spec import ProfileEncoderSpec
+from plankton_stream.specs import ProfileEncoderSpec
 
 
 class ResBlock1d(nn.Module):

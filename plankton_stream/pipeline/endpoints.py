@@ -60,6 +60,9 @@ def check_endpoints(cfg: Config, stage: str | None = None) -> None:
             _check_ipc(key, endpoint)
         elif scheme != "inproc":
             _check_zmq(key, endpoint)
+    metrics = resolve_endpoints(cfg).metrics
+    if metrics.port and stage in (None, "publish"):  # the publish stage serves /metrics
+        check_port("metrics.port", metrics.host, int(metrics.port))
 
 
 def check_port(key: str, host: str, port: int) -> None:

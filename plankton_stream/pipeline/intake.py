@@ -32,7 +32,7 @@ from plankton_stream.pipeline import stages
 from plankton_stream.pipeline.ledger import Ledger
 from plankton_stream.pipeline.messages import ErrorEvent
 from plankton_stream.pipeline.watcher import Export, path_text, refusal, signature
-from plankton_stream.preprocess import PreprocessSpec
+from plankton_stream.specs import PreprocessSpec
 
 log = logging.getLogger(__name__)
 Emit = Callable[[object], bool]
@@ -91,19 +91,32 @@ class Intake:
                     item = dataclasses.replace(item, path=path)
                 if not emit(item):
                     return  # stopping: the ledger still says processing, a restart resumes
-        except FormatError as exc:
-            self._quarantine(export, str(exc), emit)
-        except (ChannelError, ConverterError) as exc:
-            self._refuse(path, str(exc), emit)
-        except OSError as exc:  # vanished or unreadable: retried when it changes
-            self._refuse(path, f"cannot read: {exc}", emit)
-        except Exception as exc:  # noqa: BLE001 - one file's bug must not stop the service
+        except Exception as exc:  # noqa: BLE001 - one file's error must not stop the service
+            self._failed(export, begun, exc, emit)
+
+    def _failed(self, export: Export, begun: stages.FileBegin | None, exc: Exception, emit: Emit) -> None:
+        """Once a file has begun, the publisher must end it (and quarantine it once what was
+        sent is published); before that, the file is refused or quarantined here."""
+        path = path_text(export.path)
+        if isinstance(exc, FormatError):
+            reason = str(exc)
+        elif isinstance(exc, (ChannelError, ConverterError)):
+            reason = str(exc)
+            if begun is None:
+                return self._refuse(path, reason, emit)
+        elif isinstance(exc, OSError):  # vanished or unreadable: retried when it changes
+            reason = f"cannot read: {exc}"
+            if begun is None:
+                return self._refuse(path, reason, emit)
+        else:
             reason = f"unexpected error while reading: {type(exc).__name__}: {exc}"
             log.exception("%s: %s", path, reason)
-            if begun is None:
-                self._quarantine(export, reason, emit)
-            else:  # the publisher quarantines it once what was sent is published
-                emit(stages.FileEnd(path, begun.sample_id, 0, 0, poisoned=reason))
+        if begun is None:
+            self._quarantine(export, reason, emit)
+        else:
+            log.error("%s: %s after %s began; quarantined once its particles are published",
+                      path, reason, begun.sample_id)
+            emit(stages.FileEnd(path, begun.sample_id, 0, 0, poisoned=reason))
 
     def _source(self, export: Export) -> Path:
         if export.kind != "cyz":

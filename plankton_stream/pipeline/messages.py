@@ -24,6 +24,9 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 TOPICS = ("particle", "sample", "status", "error")
+# Generous: a body is a few kB (a particle with scores and an embedding); the limit only
+# keeps a corrupt or hostile frame from being decoded at all, never a real event.
+MAX_BODY_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -137,8 +140,27 @@ def decode(frames: list[bytes]) -> tuple[str, dict[str, Any]]:
     """(topic, body dict) from received frames; what a plain subscriber does."""
     if len(frames) < 2:
         raise ValueError(f"expected [topic, body] frames, got {len(frames)} frame(s)")
-    body = msgpack.unpackb(frames[1], raw=False)
-    return frames[0].decode("ascii"), body
+    body = unpack_bounded(frames[1], MAX_BODY_BYTES, "message body")
+    if not isinstance(body, dict):
+        raise ValueError(f"message body is a {type(body).__name__}, not a map")
+    return bytes(frames[0]).decode("ascii"), body
+
+
+def unpack_bounded(data: bytes, max_bytes: int, what: str) -> Any:
+    """msgpack bytes from a socket, decoded within explicit bounds.
+
+    `unpackb` has no `max_buffer_size` (that is the streaming Unpacker's), so the size is
+    checked first; then no string, bin, array or map may claim more items than the data has
+    bytes (msgpack's own default, spelled out so it cannot silently change), so a five-byte
+    header announcing four billion elements fails at once instead of allocating. Bodies never
+    hold ext types; map keys must be str (or bytes). Raises ValueError (msgpack's errors
+    subclass it).
+    """
+    if len(data) > max_bytes:
+        raise ValueError(f"{what} of {len(data)} bytes; at most {max_bytes}")
+    n = len(data)
+    return msgpack.unpackb(data, raw=False, strict_map_key=True, max_str_len=n, max_bin_len=n,
+                           max_array_len=n, max_map_len=n // 2, max_ext_len=0)
 
 
 def parse(topic: str, body: dict[str, Any]) -> Event:

@@ -24,12 +24,16 @@ import zmq
 
 from plankton_stream.pipeline.health import Health
 from plankton_stream.pipeline.ledger import Ledger
+from plankton_stream.pipeline.messages import unpack_bounded
 
 MAX_LIMIT = 5000
 DEFAULT_LIMIT = 1000
 MAX_SEQ = 2**63 - 1  # SQLite INTEGER; larger values raise OverflowError in sqlite3
 MAX_REQUEST_BYTES = 256  # a request is two small ints: ~20 bytes
 MAX_FRAMES = 3  # kept after the identity: [empty delimiter,] request, and one too many
+MAX_FRAME_BYTES = 64 * 1024  # zmq.MAXMSGSIZE: a peer sending a bigger frame is disconnected
+# client side, generous: MAX_LIMIT events of a few kB each stay far below it
+MAX_REPLY_BYTES = 512 << 20
 _KEYS = {"after", "limit"}
 
 
@@ -81,7 +85,7 @@ def serve(ctx: zmq.Context, endpoint: str, ledger_path: Path, stop: threading.Ev
           health: Health) -> None:
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)  # a peer sending a bigger frame is disconnected
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # refused before it is even buffered
     sock.bind(endpoint)
     ledger = Ledger(ledger_path)
     try:
@@ -110,11 +114,15 @@ def _recv_bounded(sock: zmq.Socket) -> tuple[bytes, list[bytes]]:
 
 
 def fetch(sock: zmq.Socket, after: int, limit: int = 1000, timeout_ms: int = 5000) -> dict | None:
-    """Client side (a REQ or DEALER socket): one replay request; None on timeout."""
+    """Client side (a REQ or DEALER socket): one replay request; None on timeout.
+    ValueError for a reply that is not a bounded msgpack map."""
     if sock.type == zmq.DEALER:
         sock.send_multipart([b"", msgpack.packb({"after": after, "limit": limit})])
     else:
         sock.send(msgpack.packb({"after": after, "limit": limit}))
     if not sock.poll(timeout_ms):
         return None
-    return msgpack.unpackb(sock.recv_multipart()[-1], raw=False)
+    reply = unpack_bounded(sock.recv_multipart()[-1], MAX_REPLY_BYTES, "replay reply")
+    if not isinstance(reply, dict):
+        raise ValueError(f"replay reply is a {type(reply).__name__}, not a map")
+    return reply

@@ -25,7 +25,8 @@ from plankton_stream.formats import read_any
 from plankton_stream.particles import ParticleError
 from plankton_stream.pipeline import frames
 from plankton_stream.pipeline.messages import ErrorEvent
-from plankton_stream.preprocess import Prepared, PreprocessSpec, channel_map, prepare_particle
+from plankton_stream.preprocess import Prepared, channel_map, prepare_particle
+from plankton_stream.specs import PreprocessSpec
 
 Key = tuple[str, int]
 

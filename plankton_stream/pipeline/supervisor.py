@@ -1,5 +1,8 @@
 """`run` with pipeline.transport ipc or tcp: the stages as child processes, supervised.
 
+The supervisor knows nothing of the CLI: it takes the resolved config and the command that
+starts a stage (`... stage`), writes the config to one file in the state folder and gives
+every stage that file, so all of them run on exactly the same settings.
 Started in dependency order (publish, classify, encode workers, ingest); READY once the
 publish stage's status messages arrive; watchdog pinged while every child lives and status
 keeps coming. SIGTERM drains stage by stage in data-flow order - ingest first (finishes its
@@ -9,36 +12,35 @@ takes the service down (exit 1) for systemd to restart; the ledger resumes the w
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import logging
 import signal
 import subprocess
-import sys
 import threading
 import time
 
+import yaml
 import zmq
 
-from plankton_stream.config import Config
+from plankton_stream.config import Config, resolve_endpoints, to_dict
 from plankton_stream.pipeline.endpoints import check_endpoints
 from plankton_stream.pipeline.messages import decode
 from plankton_stream.service import Notifier
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
-# the stages derive the same endpoints from the same flags (config.resolve_endpoints)
-FLAGS = {"config": "--config", "watch": "--watch", "publish": "--publish", "replay": "--replay",
-         "state": "--state", "model": "--model", "gallery": "--gallery", "log_level": "--log-level"}
+CONFIG_NAME = "stages-config.yaml"
 
 
-def child_args(args: argparse.Namespace) -> list[str]:
-    out = []
-    for dest, flag in FLAGS.items():
-        value = getattr(args, dest, None)
-        if value is not None:
-            out += [flag, str(value)]
-    return out
+def write_stage_config(cfg: Config) -> str:
+    """The resolved config, for the stages: derived endpoints included, nothing re-derived."""
+    path = cfg.watch.state_dir / CONFIG_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("# written by the supervisor at start; edit the service's own config instead\n"
+                   + yaml.safe_dump(to_dict(resolve_endpoints(cfg)), sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
+    return str(path)
 
 
 def _die_with_parent() -> None:
@@ -51,17 +53,17 @@ def _die_with_parent() -> None:
         pass
 
 
-def supervise(args: argparse.Namespace, cfg: Config, notifier: Notifier | None = None) -> int:
+def supervise(cfg: Config, stage_command: list[str], notifier: Notifier | None = None) -> int:
+    """Run the stages as children of this process; `stage_command + [NAME, ...]` starts one."""
     notifier = notifier or Notifier()
     check_endpoints(cfg)  # every stage's sockets, before any stage starts
-    base = [sys.executable, "-m", "plankton_stream", "stage"]
-    common = child_args(args)
+    common = ["--config", write_stage_config(cfg)]
     order = [("publish", []), ("classify", [])]
     order += [("encode", ["--worker", str(i)]) for i in range(cfg.pipeline.encode_workers)]
     order += [("ingest", [])]
     procs = []
     for name, extra in order:
-        procs.append((name, subprocess.Popen(base + [name] + extra + common, preexec_fn=_die_with_parent)))
+        procs.append((name, subprocess.Popen(stage_command + [name] + extra + common, preexec_fn=_die_with_parent)))
         time.sleep(0.3)  # binders first
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-import msgpack
 import zmq
 
 from plankton_stream.errors import PlanktonStreamError
 from plankton_stream.pipeline import replay
-from plankton_stream.pipeline.messages import TOPICS, decode
+from plankton_stream.pipeline.messages import MAX_BODY_BYTES, TOPICS, decode, unpack_bounded
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\w+)-(\d{12})-(\d{12})\.parquet$")
@@ -84,7 +83,8 @@ class Recorder:
     written: int = 0
 
     def add(self, seq: int, topic: str, body: bytes) -> None:
-        self._rows.setdefault(topic, []).append(_row(seq, topic, msgpack.unpackb(body, raw=False)))
+        decoded = unpack_bounded(body, MAX_BODY_BYTES, f"outbox event {seq}")
+        self._rows.setdefault(topic, []).append(_row(seq, topic, decoded))
         self._count += 1
         self._last = seq
         if self._count >= self.rotate_rows:

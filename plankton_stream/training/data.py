@@ -23,7 +23,8 @@ from plankton_stream.config import IngestConfig, to_dict
 from plankton_stream.errors import ChannelError, FormatError
 from plankton_stream.formats import read_any
 from plankton_stream.particles import Particle
-from plankton_stream.preprocess import PreprocessSpec, channel_map, prepare_particle
+from plankton_stream.preprocess import channel_map, prepare_particle
+from plankton_stream.specs import PreprocessSpec
 
 CACHE_VERSION = 2  # 2: listmode features and has_profile
 

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import IO, Callable
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from plankton_stream.config import IngestConfig
 from plankton_stream.errors import FormatError
-from plankton_stream.formats import cyz2json, read_any
+from plankton_stream.formats import cyz2json, cyz2json_header, read_any
+from plankton_stream.formats.json_guard import check_json
 from plankton_stream.particles import Particle, ParticleError
+from plankton_stream.simulate import SimSettings
+from plankton_stream.simulate.instrument import simulate_sample
 from tests import builders
 
 
@@ -290,3 +300,165 @@ def test_pulse_limits_come_from_the_config(tmp_path):
     strict = IngestConfig(pulses=IngestConfig().pulses.__class__(max_mv=5000.0))
     assert isinstance(list(cyz2json.read(path, strict).items)[0], ParticleError)
     assert isinstance(list(cyz2json.read(path, IngestConfig()).items)[0], Particle)
+
+
+# --------------------------------------------------------------------------- hostile structure
+# ijson's memory grows with the square of the nesting depth and its time with the square of
+# a token's length: a 100k-deep file took 23 GB, a 200 MB string minutes. The guard refuses
+# both before parsing, so each is a whole-file FormatError (quarantine, nothing sent).
+
+DEEP = 100_000
+HUGE = 200 * 10**6
+_HEADER = (b'{\n  "filename": "Buoy 2024-05-04 07h54.cyz",\n  "instrument": {"name": "B", '
+           b'"channels": [{"id": 0, "description": "FWS"}, {"id": 1, "description": "FL Red"}]')
+_GOOD = b'{"particleId": 1, "pulseShapes": [{"description": "FWS", "values": [1, 2]}, ' \
+        b'{"description": "FL Red", "values": [3, 4]}], "parameters": []}'
+Writer = Callable[[IO[bytes]], None]
+
+
+def _repeat(f: IO[bytes], byte: bytes, n: int, block: int = 2**20) -> None:
+    for start in range(0, n, block):
+        f.write(byte * min(block, n - start))
+
+
+def nested(levels: int) -> Writer:
+    """`levels` nested empty arrays, written a block at a time."""
+    def write_value(f: IO[bytes]) -> None:
+        _repeat(f, b"[", levels)
+        _repeat(f, b"]", levels)
+    return write_value
+
+
+def string(length: int) -> Writer:
+    def write_value(f: IO[bytes]) -> None:
+        f.write(b'"')
+        _repeat(f, b"A", length)
+        f.write(b'"')
+    return write_value
+
+
+def write_hostile(path: Path, where: str, value: Writer) -> Path:
+    """A file sniffed as cyz2json with `value` at the top level, inside `instrument` or
+    inside its second particle; streamed to disk, never built in memory."""
+    with open(path, "wb") as f:
+        if where == "top":
+            f.write(b'{"filename": "x.cyz", "junk": ')
+            value(f)
+            f.write(b", " + _HEADER[2:] + b"}")
+        else:
+            f.write(_HEADER)
+            if where == "instrument":
+                f.write(b', "junk": ')
+                value(f)
+            f.write(b'},\n  "particles": [' + _GOOD)
+            if where == "particle":
+                f.write(b', {"particleId": 2, "pulseShapes": [{"description": ')
+                value(f)
+                f.write(b', "values": [1, 2]}]}')
+        f.write(b'],\n  "images": []\n}' if where != "top" else b"")
+    return path
+
+
+_MEASURE = """
+import json, sys, time
+from plankton_stream.errors import FormatError
+from plankton_stream.formats import read_any
+
+def peak_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+before, start = peak_mb(), time.perf_counter()
+try:
+    out = {"items": sum(1 for _ in read_any(sys.argv[1]).items), "error": None}
+except FormatError as exc:
+    out = {"error": str(exc)}
+out.update(seconds=time.perf_counter() - start, peak_mb=peak_mb(), imports_mb=before)
+print(json.dumps(out))
+"""
+
+
+def read_in_child(path: Path) -> dict:
+    """read_any in a fresh process: its peak RSS is this read's (and imports'), nothing else's.
+    Its address space is capped at 4 GiB, so a regression fails instead of eating the host."""
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", limit + _MEASURE, str(path)], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("kind, where", [("deep", "top"), ("deep", "instrument"), ("deep", "particle"),
+                                         ("huge", "instrument"), ("huge", "particle")])
+def test_hostile_nesting_and_giant_tokens_fail_fast_in_bounded_memory(tmp_path, kind, where):
+    path = write_hostile(tmp_path / "x.json", where, nested(DEEP) if kind == "deep" else string(HUGE))
+    try:
+        got = read_in_child(path)
+    finally:
+        path.unlink()  # 200 MB: not left for pytest's kept tmp dirs
+    expected = "nested deeper than 64 levels" if kind == "deep" else "longer than 32 MiB"
+    assert got["error"] and expected in got["error"] and "not a cyz2json export" in got["error"], got
+    assert got["seconds"] < 3.0, got
+    assert got["peak_mb"] < 200, got
+
+
+def test_deep_nesting_raises_before_any_particle_is_read(tmp_path):
+    """A violation in particle 2 is found before particle 1 is handed out: the file is
+    refused whole, so the service publishes nothing of it and quarantines it."""
+    path = write_hostile(tmp_path / "x.json", "particle", nested(DEEP))
+    with pytest.raises(FormatError, match=r"nested deeper than 64 levels at byte [\d,]+: not a cyz2json"):
+        read_any(path)
+
+
+def _same(a, b) -> None:
+    assert a.sample == b.sample
+    assert len(a.items) == len(b.items)
+    for x, y in zip(a.items, b.items):
+        assert type(x) is type(y)
+        if isinstance(x, Particle):
+            assert (x.particle_id, x.channels, x.listmode) == (y.particle_id, y.channels, y.listmode)
+            np.testing.assert_array_equal(x.pulses, y.pulses)
+            assert (x.image is None) == (y.image is None)
+            assert x.image is None or (x.image.data, x.image.rect) == (y.image.data, y.image.rect)
+        else:
+            assert x == y
+
+
+@dataclasses.dataclass
+class _Read:
+    sample: object
+    items: list
+
+
+def _read(path: Path) -> _Read:
+    reading = read_any(path)
+    return _Read(reading.sample, list(reading.items))
+
+
+_VARIANTS = st.builds(cyz2json.JsonVariant, bom=st.booleans(), snake_case_results=st.booleans(),
+                      empty_parameters=st.booleans(), asmmetry_typo=st.booleans(),
+                      crop_rectangle=st.booleans(), flat_settings=st.booleans())
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 20), fraction=st.floats(0, 1),
+       frames=st.sampled_from(["full", "crop"]), variant=_VARIANTS,
+       name=st.text(alphabet='ab "\\[]{}\u00e9\n', max_size=12))
+def test_normal_simulated_files_pass_the_guard_and_read_identically(tmp_path, monkeypatch, seed, n,
+                                                                    fraction, frames, variant, name):
+    """Any simulated export, any converter generation, an instrument name full of quotes,
+    backslashes and brackets: the guard passes it (also in 4 KiB chunks, many edges), and
+    what is read is exactly what is read without the guard."""
+    sim = SimSettings(particles=n, image_fraction=fraction, frames=frames, frame_size=(160, 120))
+    s, stream = simulate_sample(sim, 0, np.random.default_rng(seed))
+    s = dataclasses.replace(s, instrument_name=name)
+    path = write(tmp_path / f"{s.sample_id}.json", s, [p for p, _ in stream], variant)
+    check_json(path, chunk=4096)
+    guarded = _read(path)
+    with monkeypatch.context() as m:
+        m.setattr(cyz2json_header, "check_json", lambda path: None)
+        _same(guarded, _read(path))
+    assert guarded.sample.instrument_name == name
+    assert sum(isinstance(i, Particle) for i in guarded.items) == n

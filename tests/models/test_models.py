@@ -9,7 +9,7 @@ import torch
 
 from plankton_stream.models.crossmodal import CrossModalModel
 from plankton_stream.models.losses import InfoNCE, SigmoidLoss
-from plankton_stream.models.spec import ProfileEncoderSpec
+from plankton_stream.specs import ProfileEncoderSpec
 from tests.conftest import TINY_MODEL, TINY_PRE
 
 

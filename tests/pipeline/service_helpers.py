@@ -47,7 +47,8 @@ def free_port_block(n: int, tries: int = 50) -> int:
 
 
 def write_config(root: Path, watch: dict | None = None, **pipeline) -> tuple[Path, dict]:
-    ports = {"pub": free_port(), "replay": free_port(), "base": free_port()}
+    first = free_port_block(6)  # publish, replay, then the 4 tcp links: none can collide
+    ports = {"pub": first, "replay": first + 1, "base": first + 2}
     cfg = {
         "station": {"name": "test-station"},
         "watch": {"dir": str(root / "incoming"), "state_dir": str(root / "state"), "mode": "poll",
@@ -117,6 +118,13 @@ def stop_service(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
             os.killpg(proc.pid, signal.SIGKILL)  # the service and any stage it started
         out, _ = proc.communicate(timeout=30)
     return proc.returncode, out
+
+
+def kill9(proc: subprocess.Popen) -> None:
+    """kill -9 the service and every stage process it started, as a power cut would."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def wait_ready(listener: Listener, timeout: float = 60.0) -> bool:

@@ -1,6 +1,7 @@
 """Files that used to kill the watcher thread silently, dropped into a running service beside
 good ones: a name that is not UTF-8, a FIFO named like a set's Pulses.csv, a dangling symlink
-in a set's image folder. The service stays up, reports each, and classifies the good files."""
+in a set's image folder; and JSON built to exhaust the parser (deep nesting, giant strings).
+The service stays up, reports each, and classifies the good files."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shutil
 
 from plankton_stream.simulate import SimSettings
+from tests.formats.test_cyz2json import nested, string, write_hostile
 from tests.pipeline.service_helpers import (Listener, simulate, start_service, stop_service, wait_ready,
                                             write_config)
 
@@ -79,3 +81,40 @@ def test_a_second_file_with_an_already_published_sample_name_is_refused_loudly(t
         listener.close()
         code, out = stop_service(proc, timeout=30)
     assert code == 0 and "already published from" in out, out[-2000:]
+
+
+def test_hostile_json_structure_is_quarantined_and_the_good_file_classified(tmp_path):
+    """100k nested arrays inside a particle (ijson's memory grows with the depth squared: this
+    took 23 GB) and a 40 MiB string in the header (time grows with its length squared), beside
+    a good export: both refused whole by the reader's guard, quarantined with an error event
+    each; the good file is classified and the service stays up."""
+    config, cfg = write_config(tmp_path)
+    staged = tmp_path / "staged"
+    good = simulate(staged / "good", seed=8, settings=SimSettings(particles=40, image_fraction=0.2,
+                                                                  frame_size=(320, 240)))[0]
+    deep = write_hostile(staged / "Deep 2025-01-01 10h00.json", "particle", nested(100_000))
+    big = write_hostile(staged / "Big 2025-01-01 11h00.json", "instrument", string(40 * 2**20))
+    listener = Listener(cfg["publish"]["endpoint"])
+    proc = start_service(config)
+    try:
+        assert wait_ready(listener)
+        for f in (deep, big, good):
+            shutil.move(str(f), str(tmp_path / "incoming" / f.name))
+        assert listener.wait(lambda l: l.of("sample") and len(
+            [e for e in l.of("error") if e["action"] == "quarantined"]) == 2, 90), (
+            [(e["action"], e["reason"][:160]) for e in listener.of("error")], stop_service(proc)[1][-3000:])
+        reasons = {os.path.basename(e["file"]): e["reason"] for e in listener.of("error")}
+        assert "nested deeper than 64 levels" in reasons[deep.name]
+        assert "longer than 32 MiB" in reasons[big.name]
+        assert all("not a cyz2json export" in r and "moved to" in r for r in reasons.values())
+        quarantined = {p.name for p in (tmp_path / "state" / "quarantine").glob("*/*")}
+        assert quarantined == {deep.name, big.name}
+        assert [s["sample_id"] for s in listener.of("sample")] == [good.stem]
+        assert len(listener.of("particle")) == 40
+        seen = len(listener.of("status"))
+        assert listener.wait(lambda l: len(l.of("status")) > seen, 10)  # still reporting
+        assert listener.of("status")[-1]["state"] == "running" and proc.poll() is None
+    finally:
+        listener.close()
+        code, out = stop_service(proc, timeout=30)
+    assert code == 0, out[-3000:]

@@ -51,3 +51,54 @@ def test_frames_carry_arrays_without_copying_or_pickle():
     for k in arrays:
         np.testing.assert_array_equal(out[k], arrays[k])
         assert out[k].dtype == arrays[k].dtype
+
+
+def _header(header: object) -> list[bytes]:
+    return [b"prepared", msgpack.packb(header)]
+
+
+MALFORMED = {
+    "one frame": [b"prepared"],
+    "header not a map": _header([1, 2]),
+    "huge array header": [b"prepared", b"\xdd\xff\xff\xff\xff"],
+    "huge bin header": [b"prepared", b"\x81\xa1k\xc6\xff\xff\xff\xff"],
+    "ext type": _header({"k": msgpack.ExtType(1, b"x")}),
+    "int map key": _header({1: 2}),
+    "spec not a list": _header({"_arrays": "a"}),
+    "spec without buffer": _header({"_arrays": [["a", "<f4", [1]]]}),
+    "object dtype": _header({"_arrays": [["a", "|O", [1]]]}) + [b"\x00" * 8],
+    "structured dtype": _header({"_arrays": [["a", [["x", "|O"]], [1]]]}) + [b"\x00" * 8],
+    "unknown dtype": _header({"_arrays": [["a", "no such dtype", [1]]]}) + [b"\x00" * 8],
+    "text dtype": _header({"_arrays": [["a", "<U2", [1]]]}) + [b"\x00" * 8],
+    "negative dim": _header({"_arrays": [["a", "|u1", [-8]]]}) + [b"\x00" * 8],
+    "shape larger than buffer": _header({"_arrays": [["a", "<f8", [2**40]]]}) + [b"\x00" * 8],
+    "dim past int64": _header({"_arrays": [["a", "|u1", [2**64 - 1]]]}) + [b"\x00" * 8],
+}
+
+
+@pytest.mark.parametrize("parts", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_internal_frames_are_value_errors(parts):
+    """A tcp link is a localhost port: whatever arrives there fails as ValueError, allocates
+    no more than it carries, and never yields an object array."""
+    with pytest.raises(ValueError):
+        frames.unpack(parts)
+
+
+def test_a_large_batch_header_still_crosses_a_link():
+    """The bounds are generous: a failed file's header listing 200 000 particles passes."""
+    keys = [["a sample id of realistic length 2025-01-01 10h00", i] for i in range(200_000)]
+    kind, header, _ = frames.unpack(frames.pack("failed", {"keys": keys, "reason": "x"}))
+    assert kind == "failed" and len(header["keys"]) == 200_000
+
+
+def test_oversized_or_non_map_bodies_are_refused(monkeypatch):
+    topic, body = msg.encode(EVENTS[0], 1, "p", "s")
+    monkeypatch.setattr(msg, "MAX_BODY_BYTES", len(body) - 1)
+    with pytest.raises(ValueError, match="message body of"):
+        msg.decode([topic, body])
+    monkeypatch.undo()
+    assert msg.decode([topic, body])[1]["label"] == "chlorella"
+    with pytest.raises(ValueError, match="not a map"):
+        msg.decode([topic, msgpack.packb([1])])
+    with pytest.raises(ValueError, match="max_array_len"):
+        msg.decode([topic, b"\xdd\xff\xff\xff\xff"])

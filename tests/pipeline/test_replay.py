@@ -82,6 +82,13 @@ HOSTILE = {
     "empty": [b"", b""],
     "no delimiter, two frames": [b"x", msgpack.packb({"after": 0})],
     "four frames": [b"", b"", b"", msgpack.packb({"after": 0})],
+    "100 frames": [b""] * 99 + [msgpack.packb({"after": 0})],
+    # five-byte headers announcing 2**32-1 elements: refused before anything is allocated
+    "huge array header": [b"", b"\xdd\xff\xff\xff\xff"],
+    "huge map header": [b"", b"\xdf\xff\xff\xff\xff"],
+    "huge str header": [b"", b"\x81\xa5after\xdb\xff\xff\xff\xff" + b"x" * 100],
+    "nested maps": [b"", b"\x81\xa5after" * 30 + b"\x00"],  # 211 bytes: decoded, then refused
+    "nested maps, long": [b"", b"\x81\xa1a" * 10000 + b"\x00"],
 }
 
 
@@ -118,6 +125,22 @@ def test_oversized_frames_and_many_frames_do_not_hurt_other_clients(endpoint):
     finally:
         for s in (big, many, other):
             s.close()
+
+
+def test_a_10_mb_request_is_dropped_unread_and_the_endpoint_keeps_serving(endpoint):
+    """Over MAXMSGSIZE: ZeroMQ disconnects the peer before the frame is buffered, so no reply
+    comes; and were the socket option ever raised, parse_request still refuses it unread."""
+    huge = msgpack.packb({"after": "x" * (10 << 20)})
+    big, other = dealer(endpoint), dealer(endpoint)
+    try:
+        big.send_multipart([b"", huge])
+        assert not big.poll(1000)
+        assert [e[0] for e in ask(other, b"", msgpack.packb({"after": 3, "limit": 2}))["events"]] == [4, 5]
+    finally:
+        big.close()
+        other.close()
+    with pytest.raises(replay.BadRequest, match="at most 256"):
+        replay.parse_request([b"", huge])
 
 
 def ask_reply(sock: zmq.Socket) -> dict:

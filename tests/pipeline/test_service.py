@@ -15,10 +15,17 @@ import pytest
 import zmq
 
 from plankton_stream.simulate import SimSettings, read_truth
-from tests.pipeline.service_helpers import (SMALL, Listener, replay_all, simulate, start_service,
+from tests.pipeline.service_helpers import (SMALL, Listener, kill9, replay_all, simulate, start_service,
                                            stop_service, wait_ready, write_config)
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["inproc", "tcp"], ids=["threads", "processes"])
+def transport(request) -> str:
+    """Every service test runs on both wirings: stages as threads of one process, and one
+    process per stage over tcp:// under the supervisor."""
+    return request.param
 
 
 def keys(particles: list[dict]) -> list[tuple[str, int]]:
@@ -32,12 +39,12 @@ def truth_of(folder) -> dict:
     return out
 
 
-def test_every_particle_classified_once_and_counted(tmp_path):
-    config, cfg = write_config(tmp_path)
+def test_every_particle_classified_once_and_counted(tmp_path, transport):
+    config, cfg = write_config(tmp_path, transport=transport)
     listener = Listener(cfg["publish"]["endpoint"])
     proc = start_service(config)
     try:
-        assert wait_ready(listener), "no status message: the service did not start"
+        assert wait_ready(listener), stop_service(proc)[1][-3000:]
         simulate(tmp_path / "incoming", seed=21, samples=2)
         assert listener.wait(lambda l: len(l.of("sample")) == 2), stop_service(proc)[1][-3000:]
         truth = truth_of(tmp_path / "incoming")
@@ -59,15 +66,14 @@ def test_every_particle_classified_once_and_counted(tmp_path):
     assert code == 0, out[-3000:]
 
 
-def test_kill9_mid_file_then_restart_loses_and_duplicates_nothing(tmp_path):
-    config, cfg = write_config(tmp_path, max_batch=32, chunk=32)
+def test_kill9_mid_file_then_restart_loses_and_duplicates_nothing(tmp_path, transport):
+    config, cfg = write_config(tmp_path, max_batch=32, chunk=32, transport=transport)
     big = SimSettings(particles=1500, image_fraction=0.3, frame_size=(640, 480))
     simulate(tmp_path / "incoming", seed=22, settings=big)
     listener = Listener(cfg["publish"]["endpoint"])
     proc = start_service(config)
     assert listener.wait(lambda l: 100 < len(l.of("particle")), 90), stop_service(proc)[1][-3000:]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill9(proc)
     before = len(listener.of("particle"))
     assert before < 1500 and not listener.of("sample")
     proc = start_service(config)
@@ -87,8 +93,8 @@ def test_kill9_mid_file_then_restart_loses_and_duplicates_nothing(tmp_path):
         stop_service(proc)
 
 
-def test_a_slow_subscriber_never_stalls_the_pipeline_or_the_others(tmp_path):
-    config, cfg = write_config(tmp_path)
+def test_a_slow_subscriber_never_stalls_the_pipeline_or_the_others(tmp_path, transport):
+    config, cfg = write_config(tmp_path, transport=transport)
     endpoint = cfg["publish"]["endpoint"]
     stalled = zmq.Context.instance().socket(zmq.SUB)  # subscribes, never reads
     stalled.setsockopt(zmq.RCVHWM, 5)
@@ -98,7 +104,7 @@ def test_a_slow_subscriber_never_stalls_the_pipeline_or_the_others(tmp_path):
     listener = Listener(endpoint)
     proc = start_service(config)
     try:
-        assert wait_ready(listener)
+        assert wait_ready(listener), stop_service(proc)[1][-3000:]
         simulate(tmp_path / "incoming", seed=23, samples=3, settings=SimSettings(
             particles=400, image_fraction=0.1, frame_size=(640, 480)))
         assert listener.wait(lambda l: len(l.of("sample")) == 3, 120)
@@ -109,12 +115,12 @@ def test_a_slow_subscriber_never_stalls_the_pipeline_or_the_others(tmp_path):
         stop_service(proc)
 
 
-def test_a_corrupt_file_is_reported_quarantined_and_the_service_goes_on(tmp_path):
-    config, cfg = write_config(tmp_path, watch={"give_up_s": 3.0})
+def test_a_corrupt_file_is_reported_quarantined_and_the_service_goes_on(tmp_path, transport):
+    config, cfg = write_config(tmp_path, watch={"give_up_s": 3.0}, transport=transport)
     listener = Listener(cfg["publish"]["endpoint"])
     proc = start_service(config)
     try:
-        assert wait_ready(listener)
+        assert wait_ready(listener), stop_service(proc)[1][-3000:]
         garbled = tmp_path / "incoming" / "Garbled 2025-01-01 09h00.json"
         garbled.write_text('{\n  "filename": "G.cyz",\n  "instrument": {\n    "name": ]]] }')
         cut = tmp_path / "incoming" / "Broken 2025-01-01 10h00.json"  # the writer died here
@@ -133,10 +139,10 @@ def test_a_corrupt_file_is_reported_quarantined_and_the_service_goes_on(tmp_path
     assert code == 0, out[-2000:]
 
 
-def test_bad_particles_become_error_events_and_the_rest_is_classified(tmp_path):
+def test_bad_particles_become_error_events_and_the_rest_is_classified(tmp_path, transport):
     import json as _json
 
-    config, cfg = write_config(tmp_path)
+    config, cfg = write_config(tmp_path, transport=transport)
     path = simulate(tmp_path / "staging", seed=25)[0]
     doc = _json.loads(path.read_text())
     doc["particles"][3]["pulseShapes"][0]["values"][2] = "NaN"
@@ -155,8 +161,8 @@ def test_bad_particles_become_error_events_and_the_rest_is_classified(tmp_path):
         stop_service(proc)
 
 
-def test_sigterm_drains_the_file_in_flight(tmp_path):
-    config, cfg = write_config(tmp_path, max_batch=16, chunk=16)
+def test_sigterm_drains_the_file_in_flight(tmp_path, transport):
+    config, cfg = write_config(tmp_path, max_batch=16, chunk=16, transport=transport)
     simulate(tmp_path / "incoming", seed=26, settings=SimSettings(
         particles=1200, image_fraction=0.3, frame_size=(640, 480)))
     listener = Listener(cfg["publish"]["endpoint"])
@@ -172,12 +178,12 @@ def test_sigterm_drains_the_file_in_flight(tmp_path):
         listener.close()
 
 
-def test_slowly_written_files_are_not_read_early(tmp_path):
-    config, cfg = write_config(tmp_path)
+def test_slowly_written_files_are_not_read_early(tmp_path, transport):
+    config, cfg = write_config(tmp_path, transport=transport)
     listener = Listener(cfg["publish"]["endpoint"])
     proc = start_service(config)
     try:
-        assert wait_ready(listener)
+        assert wait_ready(listener), stop_service(proc)[1][-3000:]
         # about 4 s to write each file, like a large export crossing an SMB share
         simulate(tmp_path / "incoming", seed=27, samples=2, write_mb_per_s=0.5,
                  settings=SimSettings(particles=250, image_fraction=0.15, frame_size=(640, 480)))
@@ -189,8 +195,8 @@ def test_slowly_written_files_are_not_read_early(tmp_path):
         stop_service(proc)
 
 
-def test_systemd_notify_ready_status_watchdog_stopping(tmp_path):
-    config, cfg = write_config(tmp_path)
+def test_systemd_notify_ready_status_watchdog_stopping(tmp_path, transport):
+    config, cfg = write_config(tmp_path, transport=transport)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     addr = str(tmp_path / "notify.sock")
     notify.bind(addr)
@@ -233,18 +239,18 @@ def test_run_once_processes_the_folder_and_exits(tmp_path):
     assert sum(sum(ledger.sample_counts(s)[0].values()) for s in {k[0] for k in truth}) == len(truth) == 500
 
 
-def test_record_logs_everything_exactly_once_even_when_started_late(tmp_path):
+def test_record_logs_everything_exactly_once_even_when_started_late(tmp_path, transport):
     import subprocess
     import sys
 
     import pyarrow.parquet as pq
 
-    config, cfg = write_config(tmp_path)
+    config, cfg = write_config(tmp_path, transport=transport)
     listener = Listener(cfg["publish"]["endpoint"])
     proc = start_service(config)
     out = tmp_path / "records"
     try:
-        assert wait_ready(listener)
+        assert wait_ready(listener), stop_service(proc)[1][-3000:]
         simulate(tmp_path / "incoming", seed=29)
         assert listener.wait(lambda l: l.of("sample"), 90)
         record = [sys.executable, "-m", "plankton_stream", "record", cfg["publish"]["endpoint"],
@@ -323,7 +329,7 @@ def test_raw_cyz_files_go_through_the_converter(tmp_path):
     listener = Listener(cfg["publish"]["endpoint"])
     proc = start_service(config)
     try:
-        assert wait_ready(listener)
+        assert wait_ready(listener), stop_service(proc)[1][-3000:]
         simulate(tmp_path / "incoming", seed=32, fmt="cyz")
         assert listener.wait(lambda l: l.of("sample"), 90), stop_service(proc)[1][-2000:]
         assert listener.of("sample")[0]["classified"] == 250
@@ -371,3 +377,30 @@ def test_run_once_waits_for_a_file_still_settling_and_reports_what_it_left(tmp_p
     assert proc.poll() is None
     code, out = stop_service(proc)
     assert code == 2 and "left 1 export" in out and cut.name in out, out[-2000:]
+
+
+def test_metrics_are_served_by_every_transport(tmp_path, transport):
+    import urllib.request
+
+    from tests.pipeline.service_helpers import free_port
+
+    config, cfg = write_config(tmp_path, transport=transport)
+    port = free_port()
+    listener = Listener(cfg["publish"]["endpoint"])
+    proc = start_service(config, "--metrics-port", str(port))
+    try:
+        assert wait_ready(listener), stop_service(proc)[1][-3000:]
+        simulate(tmp_path / "incoming", seed=31)
+        assert listener.wait(lambda l: l.of("sample")), stop_service(proc)[1][-3000:]
+
+        def scraped() -> dict[str, float]:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            return {k: float(v) for k, v in (line.split() for line in text.splitlines()
+                                             if line.startswith("plankton_stream_"))}
+
+        assert listener.wait(lambda l: scraped().get("plankton_stream_particles_total") == 250, 30), scraped()
+        assert scraped()["plankton_stream_files_done"] == 1
+    finally:
+        listener.close()
+        code, out = stop_service(proc)
+    assert code == 0, out[-2000:]
