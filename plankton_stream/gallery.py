@@ -136,6 +136,17 @@ def calibrate(g: Gallery) -> Gallery:
     return replace(g, thresholds=t, alpha=alpha)
 
 
+def with_settings(g: Gallery, k: int, fusion: str, quantile: float) -> Gallery:
+    """The gallery classifying with other k-NN settings: the open-set thresholds and the
+    fusion weight depend on them, so they are calibrated again (leave-one-out, fast)."""
+    if (k, fusion, quantile) == (g.k, g.fusion, g.quantile):
+        return g
+    if k < 1 or not 0 < quantile <= 1:
+        raise GalleryError(f"classify.k must be >= 1 and classify.open_set_quantile in (0, 1]; "
+                           f"got k={k}, open_set_quantile={quantile}")
+    return calibrate(replace(g, k=k, fusion=fusion, quantile=quantile))
+
+
 def _has_profile(g: Gallery) -> np.ndarray:
     return np.ones(len(g), bool) if g.has_profile is None else g.has_profile
 

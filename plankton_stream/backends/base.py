@@ -20,3 +20,21 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release devices and memory."""
+
+    def __enter__(self) -> "Engine": ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class Closing:
+    """`with open_engine(...) as engine:` for every backend: the engine is closed (devices and
+    memory released) however the block ends."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # pragma: no cover - every backend overrides it
+        raise NotImplementedError

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from plankton_stream.backends.base import Closing
 from plankton_stream.errors import EngineError
 
 
@@ -19,7 +20,7 @@ def _ort():
     return onnxruntime
 
 
-class OnnxEngine:
+class OnnxEngine(Closing):
     def __init__(self, paths: dict, model_id: str, device: str = "cpu", precision: str = "fp32",
                  threads: int = 0) -> None:
         ort = _ort()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plankton_stream.backends.base import Closing
 from plankton_stream.backends.trt_cache import CacheKey, jetpack_release, plan_path, record_build
 from plankton_stream.errors import EngineError
 
@@ -117,7 +118,7 @@ class _PycudaBuffers:
         self.ctx.detach()
 
 
-class TensorRTEngine:
+class TensorRTEngine(Closing):
     def __init__(self, onnx: dict[str, Path], model_id: str, device: str = "cuda", precision: str = "fp16",
                  max_batch: int = 256,
                  calibration: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:

@@ -7,11 +7,12 @@ import torch
 from torch import nn
 
 from plankton_stream.artifacts import ModelArtifact
+from plankton_stream.backends.base import Closing
 from plankton_stream.errors import EngineError
 from plankton_stream.models.build import load_towers
 
 
-class TorchEngine:
+class TorchEngine(Closing):
     def __init__(self, towers: dict[str, nn.Module], model_id: str, device: str = "cpu",
                  precision: str = "fp32", threads: int = 0) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():

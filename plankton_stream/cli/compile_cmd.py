@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
                           "seconds": round(time.monotonic() - started, 1)}))
         return 0
     calibration = _calibration(args, model, cfg) if args.precision == "int8" else None
-    engine = open_engine(model, "tensorrt", args.device, args.precision, engines, args.max_batch, calibration)
-    engine.close()
+    with open_engine(model, "tensorrt", args.device, args.precision, engines, args.max_batch,
+                     calibration) as engine:  # building (or finding) the plans is the point
+        pass
     index = read_index(folder)
     print(json.dumps({"backend": "tensorrt", "model": model.model_id, "precision": args.precision,
                       "notes": getattr(engine, "notes", []) or ["plans were already cached"],

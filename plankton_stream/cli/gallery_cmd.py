@@ -61,7 +61,8 @@ def _labelled(args: argparse.Namespace, per_class: int | None = None, seed: int 
             by_class.setdefault(labels[data.keys[i]], []).append(i)
         rows = np.sort(np.concatenate([rng.permutation(v)[:per_class] for v in by_class.values()]))
     sub = data.subset(rows)
-    emb = embed_set(open_engine(model), sub)
+    with open_engine(model) as engine:
+        emb = embed_set(engine, sub)
     extras = gal.Extras(emb.has_profile, sub.listmode, model.preprocess.listmode_features)
     return model, cfg, [labels[k] for k in sub.keys], sub.keys, emb, extras
 

@@ -38,13 +38,16 @@ def evaluate(dirs: list[Path], labels: Labels, model: ModelArtifact, baseline: M
     if (y >= 0).sum() == 0:
         raise GalleryError("none of the particles in the data has a label: check that the labels "
                            "name the same samples (file names) and particle ids")
-    emb = embed_set(open_engine(model), data)
+    with open_engine(model) as engine:
+        emb = embed_set(engine, data)
     base = None
     if baseline is not None:
         bdata = data if baseline.preprocess == model.preprocess else prepare_dirs(
             dirs, baseline.preprocess, ingest, cache_dir)
-        base = _align(embed_set(open_engine(baseline), bdata), bdata.keys, data.keys)
-    floor = embed_set(random_engine(model), data)
+        with open_engine(baseline) as engine:
+            base = _align(embed_set(engine, bdata), bdata.keys, data.keys)
+    with random_engine(model) as engine:
+        floor = embed_set(engine, data)
     outcome = run(y, classes, emb, base, floor, proto)
     return Evaluation(_summary(outcome, proto, model, baseline, data, y, classes), outcome, data,
                       y, classes, emb)

@@ -20,6 +20,7 @@ class Health:
     counters: dict[str, int] = field(default_factory=dict)
     queues: dict[str, int] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=dict)
+    disk_full: dict[str, float] = field(default_factory=dict)  # stage -> when it last waited for space
     _recent: deque = field(default_factory=lambda: deque(maxlen=600))  # (time, particles)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -43,6 +44,11 @@ class Health:
         with self._lock:
             n = sum(c for t, c in self._recent if now - t <= window_s)
         return n / window_s
+
+    def waiting_for_space(self, within_s: float = 15.0) -> list[str]:
+        """Stages that waited for disk space lately (a note in the status event)."""
+        now = time.monotonic()
+        return sorted(n for n, t in self.disk_full.items() if now - t <= within_s)
 
     def uptime(self) -> float:
         return time.monotonic() - self.started

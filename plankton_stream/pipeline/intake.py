@@ -29,7 +29,7 @@ from plankton_stream.config import Config
 from plankton_stream.errors import ChannelError, ConverterError, FormatError
 from plankton_stream.formats.converter import convert
 from plankton_stream.pipeline import stages
-from plankton_stream.pipeline.ledger import Ledger
+from plankton_stream.pipeline.ledger import Ledger, OnFull, wait_for_space
 from plankton_stream.pipeline.messages import ErrorEvent
 from plankton_stream.pipeline.watcher import Export, path_text, refusal, signature
 from plankton_stream.specs import PreprocessSpec
@@ -42,6 +42,7 @@ Emit = Callable[[object], bool]
 class Intake:
     cfg: Config
     spec: PreprocessSpec
+    on_full: OnFull = wait_for_space  # the ledger's disk is full: what to do while waiting
     _local: threading.local = field(default_factory=threading.local)
 
     @property
@@ -51,7 +52,7 @@ class Intake:
     def ledger(self) -> Ledger:
         """This thread's connection (SQLite connections stay in their thread)."""
         if not hasattr(self._local, "ledger"):
-            self._local.ledger = Ledger(self.state_dir / "ledger.sqlite")
+            self._local.ledger = Ledger(self.state_dir / "ledger.sqlite", self.on_full)
         return self._local.ledger
 
     def is_done(self, export: Export, sig: str) -> bool:

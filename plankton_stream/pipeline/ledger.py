@@ -11,14 +11,26 @@
           left unsent - one row updated per batch instead of one per event.
 WAL mode: several threads/processes (watcher, publisher, replay) share it safely; each
 thread uses its own `Ledger` (SQLite connections are not shared across threads).
+Every write is one transaction (`_write`): a full disk rolls it back - nothing half-written,
+nothing lost - and the writer waits for space and tries again (`on_full`), with the real
+error in the log, instead of crashing the service into a restart loop.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
+
+from plankton_stream.errors import ConfigError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+FULL_WAIT_S = 5.0  # a full disk: how long to wait before trying the write again
+OnFull = Callable[[Exception, float], bool]  # (error, seconds waited so far) -> keep waiting?
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -79,14 +91,54 @@ def particle_key(sample_id: str, particle_id: int) -> str:
     return f"p/{sample_id}/{particle_id}"
 
 
+def is_full(exc: BaseException) -> bool:
+    """SQLITE_FULL ("database or disk is full") or ENOSPC: no space for the write."""
+    return (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)) or \
+        (isinstance(exc, OSError) and exc.errno == 28)
+
+
+def wait_for_space(exc: Exception, waited: float) -> bool:
+    """The default `on_full`: say so (once a minute), wait, keep waiting."""
+    if waited % 60 < FULL_WAIT_S:
+        log.error("the state folder's disk is full (%s): waiting for space, nothing is lost; free "
+                  "space there (or lower publish.retention_days) and the service goes on", exc)
+    time.sleep(FULL_WAIT_S)
+    return True
+
+
 class Ledger:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._wal()
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-        self.db.executescript(SCHEMA)
+    def __init__(self, path: Path, on_full: OnFull = wait_for_space) -> None:
+        self.path, self.on_full = path, on_full
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._wal()
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise ConfigError(f"cannot use the state folder {path.parent} ({exc}): watch.state_dir must be "
+                              "a writable folder on a local disk (the ledger lives there)") from exc
+
+    def _write(self, work: Callable[[], T]) -> T:
+        """`work` as one write transaction. On failure the transaction is rolled back only if
+        SQLite has not already done so (an automatic rollback must not mask the real error
+        with "no transaction is active"); on a full disk, wait and do it again."""
+        waited = 0.0
+        while True:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                out = work()
+                self.db.execute("COMMIT")
+                return out
+            except BaseException as exc:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                if not is_full(exc):
+                    raise
+                started = time.monotonic()
+                if not self.on_full(exc, waited):
+                    raise
+                waited += time.monotonic() - started
 
     def _wal(self, tries: int = 100) -> None:
         """Switch to WAL. Two processes opening a new ledger at once can race here, and
@@ -119,26 +171,27 @@ class Ledger:
         marks = ", ".join(["?"] * (4 + len(cols)))
         updates = ", ".join([f"{c} = excluded.{c}" for c in cols] + ["state = excluded.state",
                              f"attempts = files.attempts + {bump}", "updated_at = excluded.updated_at"])
-        self.db.execute(f"INSERT INTO files ({names}) VALUES ({marks}) "
-                        f"ON CONFLICT(path) DO UPDATE SET {updates}",
-                        (path, state, bump, time.time(), *cols.values()))
+        self._write(lambda: self.db.execute(f"INSERT INTO files ({names}) VALUES ({marks}) "
+                                            f"ON CONFLICT(path) DO UPDATE SET {updates}",
+                                            (path, state, bump, time.time(), *cols.values())))
 
     def begin(self, path: str, signature: str, complete_at: float) -> FileRow:
         """Mark an export processing; attempts count only retries of the same content."""
-        self.db.execute(
+        self._write(lambda: self.db.execute(
             "INSERT INTO files (path, state, signature, attempts, complete_at, updated_at) "
             "VALUES (?, 'processing', ?, 1, ?, ?) ON CONFLICT(path) DO UPDATE SET "
             "state = 'processing', attempts = CASE WHEN files.signature = excluded.signature "
             "THEN files.attempts + 1 ELSE 1 END, signature = excluded.signature, "
             "complete_at = excluded.complete_at, updated_at = excluded.updated_at",
-            (path, signature, complete_at, time.time()))
+            (path, signature, complete_at, time.time())))
         return self.file(path)
 
     def progress(self, path: str, sample_id: str) -> None:
         """Note, as an attempt starts, how many of the file's particles were already published,
         so the next attempt can tell whether this one got anywhere (`made_progress`)."""
-        self.db.execute("UPDATE files SET sample_id = ?, particles = ? WHERE path = ?",
-                        (sample_id, self.particle_count(sample_id), path))
+        n = self.particle_count(sample_id)
+        self._write(lambda: self.db.execute("UPDATE files SET sample_id = ?, particles = ? WHERE path = ?",
+                                            (sample_id, n, path)))
 
     def made_progress(self, row: FileRow) -> bool:
         """Whether particles of this file were published since its last attempt began."""
@@ -152,7 +205,7 @@ class Ledger:
 
     def retry(self, path: str) -> None:
         """Start the attempt count afresh (the file was making progress when the crash came)."""
-        self.db.execute("UPDATE files SET attempts = 1 WHERE path = ?", (path,))
+        self._write(lambda: self.db.execute("UPDATE files SET attempts = 1 WHERE path = ?", (path,)))
 
     def files(self, *states: str) -> list[FileRow]:
         q = f"SELECT {_FILE_COLS} FROM files"
@@ -174,19 +227,15 @@ class Ledger:
         if not events:
             return []
         now = time.time()
-        new = []
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for e in events:
-                cur = self.db.execute(
-                    "INSERT OR IGNORE INTO outbox (ukey, topic, sample_id, label, imaged, body, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (e.ukey, e.topic, e.sample_id, e.label, int(e.imaged), e.body, now))
-                new.append(cur.rowcount == 1)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+
+        def work() -> list[bool]:
+            return [self.db.execute(
+                "INSERT OR IGNORE INTO outbox (ukey, topic, sample_id, label, imaged, body, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (e.ukey, e.topic, e.sample_id, e.label, int(e.imaged), e.body, now)).rowcount == 1
+                for e in events]
+
+        new = self._write(work)
         return new
 
     def append(self, events: list[Stored]) -> int:
@@ -194,21 +243,20 @@ class Ledger:
         if not events:
             return self.last_seq()
         now = time.time()
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+
+        def work() -> int:
             self.db.executemany(
                 "INSERT INTO outbox (ukey, topic, sample_id, label, imaged, body, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(e.ukey, e.topic, e.sample_id, e.label, int(e.imaged), e.body, now) for e in events])
-            last = int(self.db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0])
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+            return int(self.db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0])
+
+        last = self._write(work)
         return last
 
     def mark_sent(self, up_to: int) -> None:
-        self.db.execute("UPDATE meta SET value = ? WHERE key = 'sent' AND value < ?", (up_to, up_to))
+        self._write(lambda: self.db.execute("UPDATE meta SET value = ? WHERE key = 'sent' AND value < ?",
+                                            (up_to, up_to)))
 
     def unsent(self, limit: int = 100000) -> list[tuple[int, str, bytes]]:
         """(seq, topic, body) of events committed after the last one known to be sent."""
@@ -257,8 +305,9 @@ class Ledger:
 
     def prune(self, retention_days: float) -> int:
         cutoff = time.time() - retention_days * 86400
-        return self.db.execute("DELETE FROM outbox WHERE created_at < ? AND seq <= "
-                               "(SELECT value FROM meta WHERE key = 'sent')", (cutoff,)).rowcount
+        return self._write(lambda: self.db.execute("DELETE FROM outbox WHERE created_at < ? AND seq <= "
+                                                   "(SELECT value FROM meta WHERE key = 'sent')",
+                                                   (cutoff,)).rowcount)
 
 
 _FILE_COLS = "path, sample_id, state, signature, attempts, particles, failed, error, complete_at"

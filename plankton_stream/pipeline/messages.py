@@ -84,7 +84,7 @@ class StatusEvent:
     particles_total: int
     particles_per_s: float  # over the last status interval
     queues: dict[str, int]  # items waiting per internal queue
-    drops: dict[str, int]  # items dropped per stage (0 by design: internal queues block)
+    drops: dict[str, int]  # events the service discarded, per stage: none by design (see docs)
     lag_s: float | None  # from a file being complete on disk to its last label, last file
     state: str  # "starting" | "running" | "draining"
     replay_endpoint: str | None = None  # durable, lossless path for loggers (`record`)

@@ -16,13 +16,13 @@ import zmq
 
 from plankton_stream import gallery as gal
 from plankton_stream.artifacts import ModelArtifact, load_artifact
-from plankton_stream.config import Config, resolve_endpoints
-from plankton_stream.pipeline import loops
+from plankton_stream.config import ClassifyConfig, Config, resolve_endpoints
+from plankton_stream.pipeline import curve, loops
 from plankton_stream.pipeline.endpoints import check_endpoints
 from plankton_stream.pipeline.health import Health
 from plankton_stream.pipeline.messages import StatusEvent
-from plankton_stream.pipeline.wiring import (HostView, IngestSide, PublishSide, Threads, engine_factory,
-                                             engine_name)
+from plankton_stream.pipeline.wiring import (HostView, IngestSide, PublishSide, Threads, check_state_dir,
+                                             engine_factory, engine_name)
 from plankton_stream.service import Notifier
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,21 @@ def load_model_and_gallery(cfg: Config) -> tuple[ModelArtifact, gal.Gallery]:
     gallery = gal.load(cfg.model.gallery or DEFAULT_GALLERY)
     gal.check_model(gallery, model.model_id)
     gal.check_listmode(gallery, model.preprocess.listmode_features)
-    return model, gallery
+    return model, classify_settings(gallery, cfg.classify)
+
+
+def classify_settings(g: gal.Gallery, c: ClassifyConfig) -> gal.Gallery:
+    """The gallery stores the k-NN settings it was built with; a `classify` key set in the
+    service's config to something else wins (said in the log), so no key is silently ignored."""
+    default = ClassifyConfig()
+    k = c.k if c.k != default.k else g.k
+    fusion = c.fusion if c.fusion != default.fusion else g.fusion
+    quantile = c.open_set_quantile if c.open_set_quantile != default.open_set_quantile else g.quantile
+    if (k, fusion, quantile) != (g.k, g.fusion, g.quantile):
+        log.warning("classify settings from the config replace the gallery's: k %d -> %d, fusion %s -> %s, "
+                    "open_set_quantile %g -> %g (open-set thresholds recalibrated)",
+                    g.k, k, g.fusion, fusion, g.quantile, quantile)
+    return gal.with_settings(g, k, fusion, quantile)
 
 
 def gallery_id(g: gal.Gallery) -> str:
@@ -55,6 +69,8 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.cfg = resolve_endpoints(self.cfg)  # callers may pass a Config() as built in code
+        self.keys = curve.load_service_keys(self.cfg.security)  # a missing key: before the model loads
+        self.served: curve.Served | None = None
         self.model, self.gallery = load_model_and_gallery(self.cfg)
         self.threads = Threads(self.health, self.stop_event)
         self.links = loops.Links.for_transport("inproc", self.cfg.pipeline.ipc_dir,
@@ -77,6 +93,8 @@ class Pipeline:
     def start(self) -> None:
         c = self.cfg
         check_endpoints(c)  # a taken port is an EndpointError naming its key, before any thread
+        self.served = curve.serve(self.ctx, self.keys)  # before any socket binds
+        check_state_dir(c)
         if not self.publish.start(self.threads, self.ctx, self.links):
             return  # it crashed: the caller sees stop_event, exits 1
         self.threads.start("classify", loops.classify_loop, self.ctx, self.links, self.gallery, c,
@@ -126,6 +144,8 @@ class Pipeline:
         self.stop_event.set()
         self.watcher.stop()
         self.threads.join()
+        if self.served is not None:
+            self.served.close()  # its handler's sockets would hold term() up
         self.ctx.term()
 
     # ------------------------------------------------------------ status

@@ -23,8 +23,10 @@ import yaml
 import zmq
 
 from plankton_stream.config import Config, resolve_endpoints, to_dict
+from plankton_stream.pipeline import curve
 from plankton_stream.pipeline.endpoints import check_endpoints
 from plankton_stream.pipeline.messages import decode
+from plankton_stream.pipeline.wiring import check_state_dir
 from plankton_stream.service import Notifier
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,9 @@ def _die_with_parent() -> None:
 def supervise(cfg: Config, stage_command: list[str], notifier: Notifier | None = None) -> int:
     """Run the stages as children of this process; `stage_command + [NAME, ...]` starts one."""
     notifier = notifier or Notifier()
+    keys = curve.load_service_keys(cfg.security)  # a missing key file stops us before any stage starts
     check_endpoints(cfg)  # every stage's sockets, before any stage starts
+    check_state_dir(cfg)
     common = ["--config", write_stage_config(cfg)]
     order = [("publish", []), ("classify", [])]
     order += [("encode", ["--worker", str(i)]) for i in range(cfg.pipeline.encode_workers)]
@@ -69,6 +73,7 @@ def supervise(cfg: Config, stage_command: list[str], notifier: Notifier | None =
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     sub = zmq.Context.instance().socket(zmq.SUB)
+    curve.as_client(sub, keys.as_client() if keys else None, cfg.publish.endpoint)  # the service's own pair
     sub.connect(cfg.publish.endpoint)
     sub.setsockopt(zmq.SUBSCRIBE, b"status")
     ready, last_status = False, time.monotonic()

@@ -23,10 +23,10 @@ import zmq
 from plankton_stream.artifacts import ModelArtifact
 from plankton_stream.backends import Engine, open_engine
 from plankton_stream.config import Config, PipelineConfig
-from plankton_stream.pipeline import loops, replay
+from plankton_stream.pipeline import curve, loops, replay
 from plankton_stream.pipeline.health import Health
 from plankton_stream.pipeline.intake import Intake, move_to_quarantine
-from plankton_stream.pipeline.ledger import Ledger
+from plankton_stream.pipeline.ledger import FULL_WAIT_S, Ledger, OnFull
 from plankton_stream.pipeline.messages import StatusEvent
 from plankton_stream.pipeline.metrics import start_metrics
 from plankton_stream.pipeline.publish import Publisher
@@ -108,6 +108,7 @@ class IngestSide:
                                on_crash=self.on_crash)
 
     def start(self, threads: Threads, ctx: zmq.Context, links: loops.Links) -> None:
+        self.intake.on_full = waiting_for_space(self.health, "ingest", threads.stop)
         threads.start("ingest", loops.ingest_loop, ctx, links, self.exports, self.intake.work, self.cfg,
                       threads.stop, self.health, self.idle_now)
         self.watcher.start()  # --once too: files still settling are waited for, not dropped
@@ -175,7 +176,7 @@ class PublishSide:
 
     def _run(self, threads: Threads, ctx: zmq.Context, links: loops.Links) -> None:
         pub = open_pub(ctx, self.cfg)
-        ledger = Ledger(self.ledger_path)
+        ledger = Ledger(self.ledger_path, waiting_for_space(self.health, "publish", threads.stop))
         metrics = start_metrics(self.cfg.metrics)
         try:
             self.publisher = Publisher(ledger, partial(self._send, pub), self.cfg.station.name,
@@ -201,10 +202,9 @@ class PublishSide:
             pub.close()
 
     def _send(self, pub: zmq.Socket, parts: list[bytes]) -> None:
-        try:
-            pub.send_multipart(parts, flags=zmq.NOBLOCK)  # a slow subscriber misses, never blocks
-        except zmq.Again:
-            self.health.drops["pub"] = self.health.drops.get("pub", 0) + 1
+        """PUB never blocks and never raises for a slow subscriber: it misses the message
+        (its own `seq` gap shows it), the others get it, and the outbox keeps it for replay."""
+        pub.send_multipart(parts, flags=zmq.NOBLOCK)
 
     def _prune(self, ledger: Ledger) -> None:
         if time.monotonic() < self._next_prune:
@@ -226,9 +226,34 @@ class PublishSide:
             particles_total=p.published if p else 0, particles_per_s=round(self.health.rate(), 1),
             queues=dict(view.queues), drops=dict(self.health.drops),
             lag_s=p.last_lag_s if p else None, state=view.state,
-            replay_endpoint=self.cfg.publish.replay_endpoint, engine=self.engine, notes=list(view.notes))
+            replay_endpoint=self.cfg.publish.replay_endpoint, engine=self.engine,
+            notes=list(view.notes) + [f"disk full: {s} waiting for space" for s in self.health.waiting_for_space()])
         self.last_status = event
         return event
+
+
+def check_state_dir(cfg: Config) -> None:
+    """Open the ledger once before any thread starts: an unusable state folder is a
+    ConfigError naming it (exit 2, no restart loop), not a crashed stage."""
+    Ledger(cfg.watch.state_dir / "ledger.sqlite").close()
+
+
+def waiting_for_space(health: Health, stage: str, stop: threading.Event) -> OnFull:
+    """A full disk under the ledger: log the real error once a minute, keep the stage's
+    heartbeat (waiting for space is not a hang: a restart would not help), and give up only
+    when the service stops."""
+    def wait(exc: Exception, waited: float) -> bool:
+        health.disk_full[stage] = time.monotonic()
+        if waited % 60 < FULL_WAIT_S:
+            log.error("%s: the state folder's disk is full (%s); waiting for space, nothing is lost: "
+                      "free space there or lower publish.retention_days", stage, exc)
+        deadline = time.monotonic() + FULL_WAIT_S
+        while time.monotonic() < deadline and not stop.is_set():
+            health.beat(stage)
+            stop.wait(0.25)
+        return not stop.is_set()
+
+    return wait
 
 
 def open_pub(ctx: zmq.Context, cfg: Config) -> zmq.Socket:
@@ -236,6 +261,7 @@ def open_pub(ctx: zmq.Context, cfg: Config) -> zmq.Socket:
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.SNDHWM, cfg.publish.subscriber_hwm)
     pub.setsockopt(zmq.LINGER, 1000)
+    curve.secure(pub, cfg.publish.endpoint, bind=True)  # security.curve: only authorized subscribers
     pub.bind(cfg.publish.endpoint)
     return pub
 

@@ -108,3 +108,28 @@ def test_every_stage_item_survives_its_frames(tiny):
     back = stages.from_frames(stages.to_frames(classified))
     assert back.labels == classified.labels
     np.testing.assert_array_equal(back.scores, classified.scores)
+
+
+def test_stages_with_the_in_package_fake_engine_route_every_row_to_itself(tiny):
+    """No torch model: the fake engine's embeddings depend on the inputs, so a gallery of the
+    same particles at k=1 gives back each particle's own label - a row routed to the wrong
+    particle or modality would not."""
+    from plankton_stream.backends.fake import FakeEngine
+
+    art, _, path = tiny
+    items = [i for i in stages.ingest(path, art.preprocess, IngestConfig(), 0.0, chunk=13)
+             if isinstance(i, stages.PreparedBatch)]
+    batch = stages.merge(items)
+    with FakeEngine(art.model_id, dim=24) as engine:
+        emb = stages.encode(batch, engine)
+        assert {m for m, _ in engine.calls} == {"profile", "image"}
+        assert sum(n for m, n in engine.calls if m == "image") == len(batch.image_rows)
+    assert engine.closed
+    labels = [f"{s}/{p}" for s, p in batch.keys]  # every particle its own class
+    has = np.zeros(len(batch), bool)
+    has[emb.image_rows] = True
+    image = np.zeros_like(emb.profile)
+    image[emb.image_rows] = emb.image
+    g = gal.build(art.model_id, labels, batch.keys, emb.profile, image, has, k=1)
+    out = stages.classify(stages.encode(stages.merge(items[::-1]), FakeEngine(art.model_id, dim=24)), g)
+    assert out.labels == [f"{s}/{p}" for s, p in out.keys]
