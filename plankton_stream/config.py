@@ -193,6 +193,17 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Optional ZeroMQ CURVE on the service's tcp:// endpoints (docs/security.md)."""
+
+    # on: every tcp:// socket the service binds (publish, replay, tcp stage links) is encrypted
+    # and admits only the keys below; ipc:// and inproc:// are not on the network and stay as they are
+    curve: bool = False
+    server_secret_key: Path | None = None  # the service's key pair: NAME.key_secret (`keys generate`)
+    authorized_clients: Path | None = None  # folder of the public keys (*.key) of clients let in
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Every section has working defaults."""
 
@@ -205,6 +216,7 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
 
 # --------------------------------------------------------------------------- loading
@@ -226,8 +238,8 @@ def load_config(path: str | Path | None = None, resolve: bool = True) -> Config:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
         cfg = parse_config(text, source=str(path))
         for key, endpoint in public_binds(cfg):
-            log.warning("%s: %s (%s) binds beyond localhost: anyone who can reach this host "
-                        "can connect", path, key, endpoint)
+            level, who = exposure(cfg, key)
+            log.log(level, "%s: %s (%s) binds beyond localhost: %s", path, key, endpoint, who)
     return resolve_endpoints(cfg) if resolve else cfg
 
 
@@ -284,6 +296,14 @@ def public_binds(cfg: Config) -> list[tuple[str, str]]:
     if cfg.metrics.port:  # 0: no metrics server, nothing bound
         binds.append(("metrics.host", cfg.metrics.host, cfg.metrics.host))
     return [(key, value) for key, value, host in binds if not _loopback(host)]
+
+
+def exposure(cfg: Config, key: str) -> tuple[int, str]:
+    """(log level, who can connect) for a bind beyond localhost named by `public_binds`:
+    a ZeroMQ endpoint under CURVE admits only authorized keys, so it is no longer a warning."""
+    if cfg.security.curve and key.startswith("publish."):
+        return logging.INFO, "CURVE admits only the keys in security.authorized_clients"
+    return logging.WARNING, "anyone who can reach this host can connect"
 
 
 def _host_of(endpoint: str) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from plankton_stream.config import (
     Config,
+    SecurityConfig,
     load_config,
     parse_config,
     public_binds,
@@ -29,6 +30,16 @@ def test_no_file_and_empty_file_are_the_embedded_default(tmp_path):
 
 def test_the_example_config_is_valid_and_equals_the_defaults():
     assert load_config(EXAMPLE) == load_config(None)
+
+
+def test_the_security_section_loads_and_is_checked_like_every_other():
+    cfg = parse_config("security:\n  curve: true\n  server_secret_key: /etc/ps/keys/server.key_secret\n"
+                       "  authorized_clients: /etc/ps/clients\n")
+    assert cfg.security == SecurityConfig(curve=True, server_secret_key=Path("/etc/ps/keys/server.key_secret"),
+                                          authorized_clients=Path("/etc/ps/clients"))
+    assert Config().security.curve is False
+    with pytest.raises(ConfigError, match="'security.curv' is not a known setting"):
+        parse_config("security:\n  curv: true\n")
 
 
 def test_values_are_read_and_converted():
@@ -158,6 +169,15 @@ def test_a_bind_beyond_localhost_is_a_warning_naming_the_key(tmp_path, caplog, t
         load_config(path, resolve=False)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(f"{path}: {key} (" in m and "beyond localhost" in m for m in warned), warned
+
+
+def test_a_bind_beyond_localhost_under_curve_is_said_but_not_warned(tmp_path, caplog):
+    path = tmp_path / "station.yaml"
+    path.write_text("publish:\n  endpoint: tcp://0.0.0.0:6000\nsecurity:\n  curve: true\n")
+    with caplog.at_level(logging.INFO, logger="plankton_stream.config"):
+        load_config(path, resolve=False)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert said and all(level == logging.INFO and "CURVE admits only" in m for level, m in said), said
 
 
 @pytest.mark.parametrize("text", [

@@ -93,3 +93,16 @@ def test_systemd_accepts_the_unit(name, tmp_path):
     if done.returncode != 0 and not about_unit:
         pytest.skip(f"systemd-analyze verify cannot run here: {done.stderr.strip()[-300:]}")
     assert done.returncode == 0 and not about_unit, done.stdout + done.stderr
+
+
+def test_a_drain_ends_before_systemd_stops_the_service_the_hard_way():
+    """SIGTERM drains (one process, or every stage in turn); systemd SIGKILLs after
+    TimeoutStopSec. The drains must fit inside it, with time left to close the ledger."""
+    import inspect
+
+    from plankton_stream.pipeline.runner import Pipeline
+    from plankton_stream.pipeline.supervisor import DRAIN_S
+
+    stop_s = float(unit("plankton-stream.service")["Service"]["TimeoutStopSec"])
+    one_process = inspect.signature(Pipeline.drain).parameters["timeout_s"].default
+    assert one_process + 15 <= stop_s and DRAIN_S + 15 <= stop_s

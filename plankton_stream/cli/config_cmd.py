@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    load_config(args.file)
+    from plankton_stream.pipeline.curve import load_service_keys
+
+    cfg = load_config(args.file)
+    load_service_keys(cfg.security)  # security.curve: the key files exist and hold keys
     print(f"{args.file}: OK")
     return 0
 

@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from plankton_stream.cli.keys_cmd import add_client_args, client_keys
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("record", help="log every event losslessly to rotating Parquet files")
@@ -16,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--rotate-rows", type=int, default=50000, help="rows per Parquet file at most")
     p.add_argument("--flush-seconds", type=float, default=10.0, help="write files at least this often")
+    add_client_args(p)
     p.set_defaults(handler=run)
 
 
@@ -24,4 +27,4 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
     return run_record(args.endpoint, args.out, args.replay, args.duration, args.rotate_rows,
-                      args.flush_seconds)
+                      args.flush_seconds, keys=client_keys(args))

@@ -15,7 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from plankton_stream.config import Config, load_config, public_binds, replace_path, resolve_endpoints
+from plankton_stream.config import (Config, exposure, load_config, public_binds, replace_path,
+                                    resolve_endpoints)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,8 +60,9 @@ def service_config(args: argparse.Namespace) -> Config:
     flagged = {"publish.endpoint": args.publish, "publish.replay_endpoint": args.replay or args.publish}
     for key, endpoint in public_binds(cfg):  # the file's own binds were warned about at load
         if flagged.get(key):
-            logging.getLogger(__name__).warning("%s (%s, from the command line) binds beyond localhost: "
-                                                "anyone who can reach this host can connect", key, endpoint)
+            level, who = exposure(cfg, key)
+            logging.getLogger(__name__).log(level, "%s (%s, from the command line) binds beyond localhost: "
+                                            "%s", key, endpoint, who)
     return resolve_endpoints(cfg)
 
 

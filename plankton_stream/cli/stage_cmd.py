@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plankton_stream.pipeline import loops, wiring
+    from plankton_stream.pipeline import curve, loops, wiring
     from plankton_stream.pipeline.endpoints import check_endpoints
     from plankton_stream.pipeline.health import Health
     from plankton_stream.pipeline.runner import gallery_id, load_model_and_gallery
@@ -47,11 +47,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("`stage` needs pipeline.transport ipc or tcp (inproc only works inside one "
                           "process: use `plankton-stream run`)")
     check_endpoints(cfg, args.name)  # this stage's sockets: a taken one names its key and exits 2
+    keys = curve.load_service_keys(cfg.security)
     links = loops.Links.for_transport(p.transport, p.ipc_dir, p.tcp_base_port)
     ctx, health, stop, draining = zmq.Context(), Health(), threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: draining.set())
     model, gallery = load_model_and_gallery(cfg)
+    served = curve.serve(ctx, keys)  # before any socket binds: tcp links and endpoints under CURVE
     threads = wiring.Threads(health, stop)
     finished: Callable[[], bool] = lambda: True  # noqa: E731 - encode and classify: quiet is enough
     on_drain: Callable[[], None] = lambda: None  # noqa: E731
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         finished = lambda: ingest.idle(include_watcher=False)  # noqa: E731
         on_drain = ingest.stop_taking
     code = _host(args.name, threads, health, stop, draining, finished, on_drain)
+    served.close()
     if code == 0:
         ctx.term()  # after a failure a dead thread's sockets may be left open: do not wait on them
     return code

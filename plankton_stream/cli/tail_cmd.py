@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from plankton_stream.cli.keys_cmd import add_client_args, client_keys
 from plankton_stream.pipeline.messages import TOPICS
 
 
@@ -15,10 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per message (for scripts)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--count", type=int, default=None, help="stop after this many messages")
+    add_client_args(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from plankton_stream.sinks.tail import run_tail
 
-    return run_tail(args.endpoint, args.topic or [], args.json, args.duration, args.count)
+    return run_tail(args.endpoint, args.topic or [], args.json, args.duration, args.count,
+                    keys=client_keys(args))

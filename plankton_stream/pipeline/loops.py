@@ -24,7 +24,7 @@ from plankton_stream import gallery as gal
 from plankton_stream.backends import Engine
 from plankton_stream.config import Config
 from plankton_stream.errors import PlanktonStreamError
-from plankton_stream.pipeline import stages
+from plankton_stream.pipeline import curve, stages
 from plankton_stream.pipeline.health import Health
 from plankton_stream.pipeline.messages import ErrorEvent
 from plankton_stream.pipeline.publish import Publisher
@@ -59,6 +59,7 @@ def socket(ctx: zmq.Context, kind: int, endpoint: str, bind: bool, hwm: int) -> 
     s.setsockopt(zmq.SNDHWM, hwm)
     s.setsockopt(zmq.RCVHWM, hwm)
     s.setsockopt(zmq.LINGER, 2000)
+    curve.secure(s, endpoint, bind, link=True)  # tcp:// links under security.curve: own key only
     (s.bind if bind else s.connect)(endpoint)
     return s
 

@@ -8,7 +8,8 @@ the pipeline (the outbox is on disk). Request and reply are msgpack maps:
     or       {"error": "<why the request was refused>"}
 `body` is the exact msgpack body that was published on the PUB socket.
 
-The endpoint is reachable by anyone who can reach the host, so a request is parsed strictly
+The endpoint is reachable by anyone who can reach the host (with `security.curve`, anyone
+holding an authorized key: pipeline/curve.py), so a request is parsed strictly
 and within fixed bounds (`parse_request`): `after` is an int in 0..2**63-1 (SQLite's range),
 `limit` is clamped to 1..MAX_LIMIT, nothing else is accepted. A bad request gets an error
 reply; it never ends the replay thread.
@@ -22,6 +23,7 @@ from pathlib import Path
 import msgpack
 import zmq
 
+from plankton_stream.pipeline import curve
 from plankton_stream.pipeline.health import Health
 from plankton_stream.pipeline.ledger import Ledger
 from plankton_stream.pipeline.messages import unpack_bounded
@@ -86,6 +88,7 @@ def serve(ctx: zmq.Context, endpoint: str, ledger_path: Path, stop: threading.Ev
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # refused before it is even buffered
+    curve.secure(sock, endpoint, bind=True)  # security.curve: only authorized loggers
     sock.bind(endpoint)
     ledger = Ledger(ledger_path)
     try:

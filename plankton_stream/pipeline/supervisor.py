@@ -32,6 +32,7 @@ from plankton_stream.service import Notifier
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 CONFIG_NAME = "stages-config.yaml"
+DRAIN_S = 150.0  # deploy/plankton-stream.service stops us after TimeoutStopSec=180
 
 
 def write_stage_config(cfg: Config) -> str:
@@ -99,12 +100,14 @@ def supervise(cfg: Config, stage_command: list[str], notifier: Notifier | None =
     finally:
         sub.close(linger=0)
         notifier.stopping()
+        deadline = time.monotonic() + DRAIN_S  # all stages together, within the unit's TimeoutStopSec
         for name, p in reversed(procs):  # ingest first, publish last
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try:
-                    p.wait(timeout=120)
+                    p.wait(timeout=max(1.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    log.error("stage %s did not drain in 120 s; killing it", name)
+                    log.error("stage %s did not drain in time; killing it (the ledger resumes its work "
+                              "at the next start)", name)
                     p.kill()
     return code

@@ -26,6 +26,7 @@ import zmq
 
 from plankton_stream.errors import PlanktonStreamError
 from plankton_stream.pipeline import replay
+from plankton_stream.pipeline.curve import ClientKeys, as_client
 from plankton_stream.pipeline.messages import MAX_BODY_BYTES, TOPICS, decode, unpack_bounded
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,11 @@ def cursor_of(out: Path) -> int:
     return cursor
 
 
-def discover_replay(ctx: zmq.Context, endpoint: str, wait_s: float) -> str | None:
+def discover_replay(ctx: zmq.Context, endpoint: str, wait_s: float,
+                    keys: ClientKeys | None = None) -> str | None:
     """Listen on a PUB endpoint for a status event that names the replay endpoint."""
     sub = ctx.socket(zmq.SUB)
+    as_client(sub, keys, endpoint)
     sub.connect(endpoint)
     sub.setsockopt(zmq.SUBSCRIBE, b"status")
     deadline = time.monotonic() + wait_s
@@ -125,33 +128,33 @@ def _row(seq: int, topic: str, body: dict) -> dict:
 
 
 def run_record(endpoint: str, out: Path, replay_ep: str | None, duration: float | None,
-               rotate_rows: int, flush_s: float, discover_s: float = 10.0) -> int:
+               rotate_rows: int, flush_s: float, discover_s: float = 10.0,
+               keys: ClientKeys | None = None) -> int:
+    """`keys`: for a service with security.curve on (one pair of keys serves both its sockets)."""
     try:
         import pyarrow  # noqa: F401
     except ImportError as exc:
         raise PlanktonStreamError("record needs pyarrow: pip install 'plankton-stream[record]'") from exc
     ctx = zmq.Context.instance()
-    target = replay_ep or discover_replay(ctx, endpoint, discover_s)
+    target = replay_ep or discover_replay(ctx, endpoint, discover_s, keys)
     if target is None:
         raise PlanktonStreamError(
             f"no replay endpoint advertised on {endpoint} within {discover_s:g} s: is a plankton-stream "
-            f"service publishing there? Pass --replay tcp://HOST:PORT (publish.replay_endpoint)")
+            f"service publishing there? Pass --replay tcp://HOST:PORT (publish.replay_endpoint). With "
+            f"security.curve on, the service needs this client's public key in its authorized_clients, "
+            f"and this client --client-key and --server-key (docs/security.md)")
     out.mkdir(parents=True, exist_ok=True)
     rec = Recorder(out, rotate_rows, flush_s)
     cursor = cursor_of(out)
     log.info("recording from %s into %s, after outbox seq %d", target, out, cursor)
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(target)
+    sock = _dealer(ctx, target, keys)
     deadline = time.monotonic() + duration if duration else None
     try:
         while deadline is None or time.monotonic() < deadline:
             reply = replay.fetch(sock, cursor, limit=2000)
             if reply is None:  # service restarting: ask again (DEALER resends on reconnect)
                 sock.close()
-                sock = ctx.socket(zmq.DEALER)
-                sock.setsockopt(zmq.LINGER, 0)
-                sock.connect(target)
+                sock = _dealer(ctx, target, keys)
                 continue
             if "error" in reply:  # our own request refused (a corrupt checkpoint): asking again won't help
                 raise PlanktonStreamError(f"{target} refused the request after outbox seq {cursor}: "
@@ -171,3 +174,11 @@ def run_record(endpoint: str, out: Path, replay_ep: str | None, duration: float 
         rec.flush()
         sock.close()
     return 0
+
+
+def _dealer(ctx: zmq.Context, target: str, keys: ClientKeys | None) -> zmq.Socket:
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    as_client(sock, keys, target)
+    sock.connect(target)
+    return sock

@@ -16,6 +16,7 @@ from typing import Callable
 
 import zmq
 
+from plankton_stream.pipeline.curve import ClientKeys, as_client
 from plankton_stream.pipeline.messages import TOPICS, decode
 
 
@@ -52,9 +53,12 @@ class View:
             self.errors.appendleft(body)
 
 
-def subscribe(ctx: zmq.Context, endpoint: str, topics: list[str]) -> zmq.Socket:
+def subscribe(ctx: zmq.Context, endpoint: str, topics: list[str],
+              keys: ClientKeys | None = None) -> zmq.Socket:
+    """`keys`: for a service with security.curve on (pipeline/curve.py)."""
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, 100000)
+    as_client(sock, keys, endpoint)
     sock.connect(endpoint)
     for t in topics or [""]:
         sock.setsockopt(zmq.SUBSCRIBE, t.encode())
@@ -62,12 +66,14 @@ def subscribe(ctx: zmq.Context, endpoint: str, topics: list[str]) -> zmq.Socket:
 
 
 def run_tail(endpoint: str, topics: list[str], as_json: bool, duration: float | None,
-             count: int | None, out=sys.stdout, until: Callable[[], bool] | None = None) -> int:
+             count: int | None, out=None, until: Callable[[], bool] | None = None,
+             keys: ClientKeys | None = None) -> int:
+    out = out or sys.stdout  # looked up now, not at import: a redirected stdout is honoured
     bad = [t for t in topics if t not in TOPICS]
     if bad:
         raise ValueError(f"unknown topic(s) {', '.join(bad)}; topics are {', '.join(TOPICS)}")
     ctx = zmq.Context.instance()
-    sock = subscribe(ctx, endpoint, topics)
+    sock = subscribe(ctx, endpoint, topics, keys)
     view = View()
     deadline = time.monotonic() + duration if duration else None
     render: Callable[[], None] | None = None

@@ -17,6 +17,7 @@ import msgpack
 import yaml
 import zmq
 
+from plankton_stream.pipeline.curve import ClientKeys, as_client, generate
 from plankton_stream.pipeline.messages import decode
 from plankton_stream.simulate import RunPlan, SimSettings, simulate_to_disk
 
@@ -64,11 +65,33 @@ def write_config(root: Path, watch: dict | None = None, **pipeline) -> tuple[Pat
     return path, cfg
 
 
+def curve_keys(root: Path) -> dict[str, Path]:
+    """Key files for security.curve: the service's pair, a logger whose public key is in
+    clients/ (authorized), and a stranger whose key is not."""
+    for name in ("server", "logger", "stranger"):
+        generate(root / "keys", name)
+    (root / "clients").mkdir()
+    (root / "clients" / "logger.key").write_bytes((root / "keys" / "logger.key").read_bytes())
+    return {"server": root / "keys" / "server.key_secret", "server_public": root / "keys" / "server.key",
+            "logger": root / "keys" / "logger.key_secret", "stranger": root / "keys" / "stranger.key_secret",
+            "clients": root / "clients"}
+
+
+def curve_config(root: Path, keys: dict[str, Path], **pipeline) -> tuple[Path, dict]:
+    """write_config with security.curve on, the service using `keys` (see curve_keys)."""
+    path, cfg = write_config(root, **pipeline)
+    cfg["security"] = {"curve": True, "server_secret_key": str(keys["server"]),
+                       "authorized_clients": str(keys["clients"])}
+    path.write_text(yaml.safe_dump(cfg))
+    return path, cfg
+
+
 @dataclass
 class Listener:
     """A real SUB socket collecting everything in a background thread."""
 
     endpoint: str
+    keys: ClientKeys | None = None  # for a service with security.curve on
     messages: list = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -76,6 +99,7 @@ class Listener:
         self.sock = zmq.Context.instance().socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, 1_000_000)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        as_client(self.sock, self.keys, self.endpoint)
         self.sock.connect(self.endpoint)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()

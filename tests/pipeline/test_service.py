@@ -171,9 +171,8 @@ def test_sigterm_drains_the_file_in_flight(tmp_path, transport):
         assert listener.wait(lambda l: len(l.of("particle")) > 20, 90)
         code, out = stop_service(proc, signal.SIGTERM, timeout=120)
         assert code == 0, out[-2000:]
-        time.sleep(0.5)
-        assert len(listener.of("sample")) == 1  # the file in flight was finished, not dropped
-        assert len(set(keys(listener.of("particle")))) == 1200
+        # the file in flight was finished, not dropped (the last messages may still be in transit)
+        assert listener.wait(lambda l: len(l.of("sample")) == 1 and len(set(keys(l.of("particle")))) == 1200, 10)
     finally:
         listener.close()
 
@@ -228,8 +227,7 @@ def test_run_once_processes_the_folder_and_exits(tmp_path):
     from plankton_stream.pipeline.ledger import Ledger
 
     config, _ = write_config(tmp_path)
-    simulate(tmp_path / "incoming", seed=28, samples=2)
-    time.sleep(0.5)  # older than settle_s: complete
+    simulate(tmp_path / "incoming", seed=28, samples=2)  # --once waits for them to settle
     proc = start_service(config, "--once")
     code = proc.wait(timeout=120)
     assert code == 0, proc.stdout.read()[-2000:]
@@ -362,7 +360,7 @@ def test_run_once_waits_for_a_file_still_settling_and_reports_what_it_left(tmp_p
     that is never finished is reported, and the exit status says so."""
     from plankton_stream.pipeline.ledger import Ledger
 
-    config, _ = write_config(tmp_path)
+    config, cfg = write_config(tmp_path)
     fresh = simulate(tmp_path / "incoming", seed=29)[0]
     os.utime(fresh)  # written just now
     proc = start_service(config, "--once")
@@ -372,9 +370,13 @@ def test_run_once_waits_for_a_file_still_settling_and_reports_what_it_left(tmp_p
 
     cut = tmp_path / "incoming" / "Cut 2025-01-01 10h00.json"
     cut.write_text('{\n  "filename": "Cut.cyz",\n  "instrument": {\n    "name": "x", "chan')
+    listener = Listener(cfg["publish"]["endpoint"])
     proc = start_service(config, "--once")
-    time.sleep(3.0)  # the writer never finishes it: --once waits (up to give_up_s)
-    assert proc.poll() is None
+    try:  # the writer never finishes it: --once waits (up to give_up_s), saying so in its status
+        assert listener.wait(lambda l: any(s["backlog_files"] == 1 for s in l.of("status")), 60)
+        assert proc.poll() is None
+    finally:
+        listener.close()
     code, out = stop_service(proc)
     assert code == 2 and "left 1 export" in out and cut.name in out, out[-2000:]
 
