@@ -29,6 +29,8 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
     "FL_ORANGE": ("FL Orange", "Fl Orange", "FLO"),
     "FL_RED": ("FL Red", "Fl Red", "FLR"),
     "FL_GREEN": ("FL Green", "Fl Green", "FLG"),
+    # red fluorescence excited by a second laser (CytoSense prefixes its channels with "2 ")
+    "FL_RED_2": ("2 FL Red", "FL Red 2"),
     "CURVATURE": ("Curvature", "Curv"),
 }
 

@@ -5,6 +5,10 @@ what the service will see - and, given the model's preprocessing spec, what the 
 do with each particle (`plan`: classified from image + profile, profile, image, listmode, or
 not at all). With `check_images`, every image is also decoded (and located in its frame), so
 corrupt JPEGs show up here rather than at classification time.
+
+A folder is looked at the way the watcher looks at it (`formats.discovery`): one export in it
+is summarised; several are listed (`exports_in`), each with its files and whether it looks
+complete yet.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from plankton_stream.config import IngestConfig
-from plankton_stream.errors import ChannelError, ImageError
-from plankton_stream.formats import read_any
+from plankton_stream.errors import ChannelError, FormatError, ImageError
+from plankton_stream.formats import discovery, read_any
+from plankton_stream.formats.cytoclus_layout import is_image_store
 from plankton_stream.imaging import crop_particle
 from plankton_stream.particles import Particle, ParticleError
 from plankton_stream.preprocess import channel_map, prepare_listmode
@@ -32,7 +37,7 @@ def summarise(path: str | Path, cfg: IngestConfig | None = None, check_images: b
     """Everything `inspect` reports. `spec`: the model's (default: the standard channels);
     `gallery_listmode`: whether the gallery can classify by listmode."""
     cfg, spec = cfg or IngestConfig(), spec or PreprocessSpec()
-    reading = read_any(path, cfg)
+    reading = read_any(the_export(Path(path)), cfg)
     sample = reading.sample
     channel_problem = None
     try:
@@ -88,6 +93,37 @@ def summarise(path: str | Path, cfg: IngestConfig | None = None, check_images: b
         "warnings": _warnings(sample.saved, sum(plan.values()), sample.analysed_volume_ul)
         + ([sample.volume_note] if sample.volume_note else []),
     }
+
+
+def is_folder(path: Path) -> bool:
+    """A folder that may hold exports (an image folder is part of a CytoClus export)."""
+    return path.is_dir() and not is_image_store(path)
+
+
+def exports_in(folder: Path) -> list[discovery.Export]:
+    """The exports the watcher would take from `folder` (not below it), raw `.cyz` included."""
+    return discovery.find(folder, with_cyz=True)
+
+
+def the_export(path: Path) -> Path:
+    """What `path` designates: a file (or image folder) as it is; a folder, its one export."""
+    if not is_folder(path):
+        return path
+    found = exports_in(path)
+    if len(found) == 1:
+        return found[0].path
+    if not found:
+        raise FormatError(f"{path}: no export here (a cyz2json .json, a CytoClus export: "
+                          f"<sample>[_<set>]_Listmode.csv / _Pulses.csv with their _Images, or a .cyz)")
+    raise FormatError(f"{path}: holds {len(found)} exports ({'; '.join(e.path.name for e in found)}); "
+                      f"name one of them")
+
+
+def listing(folder: Path) -> dict[str, Any]:
+    """A folder's exports as the watcher sees them: kind, identity, files, complete-looking."""
+    return {"path": str(folder), "exports": [
+        {"kind": e.kind, "path": str(e.path), "files": [str(f) for f in e.files],
+         "looks_complete": discovery.looks_complete(e)} for e in exports_in(folder)]}
 
 
 def _route(p: Particle, imaged: bool, channels_ok: bool, spec: PreprocessSpec, cfg: IngestConfig,

@@ -14,7 +14,7 @@ DERIVE = {"FWS": ("FWS_L", "FWS_R")}
     ("FWS", "FWS"), ("Sidewards Scatter", "SWS"), ("Fl Yellow", "FL_YELLOW"),
     ("FL Yellow", "FL_YELLOW"), ("fl  orange", "FL_ORANGE"), ("FL_Red", "FL_RED"),
     ("Forward Scatter Left", "FWS_L"), ("FWS R", "FWS_R"), ("Curvature", "CURVATURE"),
-    ("Trigger1", None),
+    ("FL Green", "FL_GREEN"), ("2 Fl Red", "FL_RED_2"), ("Trigger1", None),
 ])
 def test_aliases(written, canonical):
     assert canonical_name(written, DEFAULT_ALIASES) == canonical

@@ -1,4 +1,5 @@
-"""`plankton-stream inspect PATH [--json]`: what is in one export file or CytoClus set."""
+"""`plankton-stream inspect PATH [--json]`: what is in one export file or CytoClus set; for a
+folder of several exports, which exports the watcher would find there."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import json
 from pathlib import Path
 
 from plankton_stream.config import load_config
-from plankton_stream.inspection import summarise
+from plankton_stream.inspection import exports_in, is_folder, listing, summarise
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="summarise a cyz2json file or a CytoClus set")
-    p.add_argument("path", type=Path, help="a .json export, or a CytoClus set's folder or any of its files")
+    p.add_argument("path", type=Path, help="a .json export, a CytoClus set's folder or any of its files, "
+                   "or a folder of exports (they are listed)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--check-images", action="store_true",
                    help="also decode every image and locate its particle")
@@ -21,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_folder(args.path) and len(exports_in(args.path)) > 1:
+        return _list(listing(args.path), args.json)
     cfg = load_config(args.config)
     spec, listmode = _model_view(cfg)
     summary = summarise(args.path, cfg.ingest, args.check_images, spec, listmode)
@@ -28,6 +32,18 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, default=str))
         return 0
     print(_text(summary))
+    return 0
+
+
+def _list(found: dict, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(found))
+        return 0
+    lines = [f"{found['path']}: {len(found['exports'])} exports (inspect one of them for its contents)"]
+    for e in found["exports"]:
+        state = "" if e["looks_complete"] else "   (not complete yet)"
+        lines.append(f"  {e['kind']:<9} {Path(e['path']).name}   {len(e['files'])} file(s){state}")
+    print("\n".join(lines))
     return 0
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from plankton_stream.formats.cytoclus_writer import ClusVariant
 from plankton_stream.simulate import RunPlan, SimSettings, simulate_to_disk
-from plankton_stream.simulate.instrument import NAMINGS
+from plankton_stream.simulate.instruments import INSTRUMENTS, NAMINGS
 from plankton_stream.simulate.run import FORMATS
 
 
@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frame-size", default="1920x1200", help="camera frame WxH")
     p.add_argument("--naming", choices=sorted(NAMINGS), default=None,
                    help="channel names as written (default: cs2020 for JSON, cefas for CytoClus)")
+    p.add_argument("--instrument", type=instruments, default=("reference",), metavar="NAME[,NAME...]",
+                   help="which simulated CytoSense writes the files; several (comma-separated) "
+                        "write one subfolder each, same seed. Known: "
+                        + "; ".join(f"{n}: {i.summary}" for n, i in INSTRUMENTS.items()).replace("%", "%%"))
     p.add_argument("--write-mbps", type=float, default=None,
                    help="throttle writing to this rate (MB/s), like a slow SMB share")
     clus = p.add_argument_group("CytoClus layout (with --format cytoclus), as operators export it")
@@ -51,12 +55,24 @@ def run(args: argparse.Namespace) -> int:
         frames=args.frames or ("crop" if clus else "full"),
         frame_size=(int(width), int(height)),
         naming=args.naming or ("cefas" if clus else "cs2020"),
+        instrument=args.instrument[0],
     )
     plan = RunPlan(out=args.out, seed=args.seed, samples=args.samples, fmt=args.format,
                    interval_s=args.interval, write_mb_per_s=args.write_mbps,
-                   clus_variant=_clus_variant(args))
+                   clus_variant=_clus_variant(args),
+                   instruments=args.instrument if len(args.instrument) > 1 else ())
     simulate_to_disk(plan, settings, on_written=lambda path: print(path, flush=True))
     return 0
+
+
+def instruments(text: str) -> tuple[str, ...]:
+    """`--instrument` value: one or more registered instrument names, comma-separated."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in INSTRUMENTS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown instrument {', '.join(unknown) or repr(text)}; known: {', '.join(INSTRUMENTS)}")
+    return names
 
 
 def _clus_variant(args: argparse.Namespace) -> ClusVariant:

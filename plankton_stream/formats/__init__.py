@@ -1,5 +1,7 @@
 """Export formats. One module per format, each with `NAME`, `sniff(path)`, `read(path, cfg)`
-and (for the simulator and fixtures) `write(...)`. Adding a format is adding a module here.
+and (for the simulator and fixtures) `write(...)`; those with files of their own on disk also
+`KIND`, `exports`, `recognise` and `looks_whole`, which `discovery` combines into the one rule
+for what is an export and when it looks complete. Adding a format is adding a module here.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from pathlib import Path
 
 from plankton_stream.config import IngestConfig
 from plankton_stream.errors import FormatError
-from plankton_stream.formats import converter, cytoclus, cytoclus_layout, cyz2json
+from plankton_stream.formats import converter, cytoclus, cyz2json, discovery
 from plankton_stream.particles import Reading
 
 FORMATS = (cyz2json, cytoclus, converter)
@@ -29,17 +31,12 @@ def detect(path: str | Path):
     )
 
 
-def find_exports(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """Each readable export in `folder` once: cyz2json files, and one path per CytoClus
-    measurement (its identity file, see `cytoclus_layout`; all its sets are read through
-    it). Sidecars and other files are ignored."""
-    folder = Path(folder)
-    dirs = [folder] + (sorted(p for p in folder.rglob("*") if p.is_dir()) if recursive else [])
-    found: list[Path] = []
-    for d in dirs:
-        found += [p for p in sorted(d.glob("*.json")) if cyz2json.sniff(p)]
-        found += [m.identity for m in cytoclus_layout.find_measurements(d)]
-    return found
+def find_exports(folder: str | Path, recursive: bool = False, with_cyz: bool = False) -> list[Path]:
+    """Each readable export in `folder` once, by the rule the watcher uses (`discovery`):
+    cyz2json files, one path per CytoClus measurement (its identity file, see
+    `cytoclus_layout`; all its sets are read through it) and, `with_cyz`, raw `.cyz` files.
+    Sidecars and other files are ignored."""
+    return [e.path for e in discovery.find(folder, recursive, with_cyz)]
 
 
 def read_any(path: str | Path, cfg: IngestConfig | None = None) -> Reading:

@@ -1,11 +1,15 @@
-"""Pieces every reader shares: sample ids, dates in file names, numbers in both locales, and
-the one function that turns raw pulses into a `Particle` or a `ParticleError`.
+"""Pieces every reader shares: sample ids, dates in file names, numbers in both locales, the
+one function that turns raw pulses into a `Particle` or a `ParticleError`, and what an export
+on disk is (`Export`, `tail`: used by each format's discovery functions, see `discovery`).
 """
 
 from __future__ import annotations
 
 import re
+import stat
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -15,6 +19,29 @@ from plankton_stream.particles import ImageRef, Particle, ParticleError, check_p
 
 # "<protocol> YYYY-MM-DD HHhMM" (older instruments: "13u50")
 _NAME_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})[ _](\d{1,2})[hu](\d{2})")
+
+
+@dataclass(frozen=True)
+class Export:
+    """One unit of work on disk, complete or not (`discovery`)."""
+
+    kind: str  # the format's KIND: "json" (cyz2json) | "cytoclus" | "cyz"
+    path: Path  # identity: the .json, the .cyz, or a CytoClus measurement's identity file
+    # (the default set's Pulses.csv, else its Listmode.csv, else another set's: cytoclus_layout)
+    files: tuple[Path, ...]  # everything it is made of: whose stability matters
+
+
+def tail(path: Path, n: int = 64) -> bytes:
+    """The last bytes of a regular file (anything else - a FIFO would block - gives b"")."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return b""
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - n))
+            return f.read()
+    except OSError:
+        return b""
 
 
 def sample_id_from_name(name: str) -> str:

@@ -22,14 +22,29 @@ from typing import Iterator
 from plankton_stream.config import ConverterConfig, IngestConfig
 from plankton_stream.errors import ConverterError, FormatError
 from plankton_stream.formats import cyz2json
+from plankton_stream.formats.common import Export
 from plankton_stream.particles import Item, Reading
 
-NAME = "cyz"
+NAME = KIND = "cyz"  # KIND: `Export.kind` of this format's exports
 _PLACEHOLDER = re.compile(r"\{(input|output)\}")
 
 
 def sniff(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() == ".cyz"
+
+
+def exports(folder: Path, names: list[str]) -> list[Export]:
+    """Every `.cyz` among a folder's entries (complete or not)."""
+    paths = [folder / n for n in names if n.lower().endswith(".cyz")]
+    return [Export(KIND, p, (p,)) for p in paths if p.is_file()]
+
+
+def recognise(export: Export) -> bool | None:
+    return True  # the name decides: the converter is the judge of the content
+
+
+def looks_whole(export: Export) -> bool:
+    return True  # an opaque binary: only its stability on disk tells
 
 
 def convert(path: Path, cfg: ConverterConfig, out_dir: Path) -> Path:

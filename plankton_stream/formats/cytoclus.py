@@ -22,7 +22,7 @@ from typing import Iterator
 from plankton_stream.config import IngestConfig
 from plankton_stream.errors import FormatError
 from plankton_stream.formats import cytoclus_layout as layout
-from plankton_stream.formats.common import date_from_name, make_particle
+from plankton_stream.formats.common import Export, date_from_name, make_particle, tail
 from plankton_stream.formats.cytoclus_csv import Dialect
 from plankton_stream.formats.cytoclus_images import CropMetadata, Images, crop_metadata
 from plankton_stream.formats.cytoclus_info import Info, read_info
@@ -32,7 +32,8 @@ from plankton_stream.formats.cytoclus_settings import Settings, read_settings
 from plankton_stream.formats.cytoclus_writer import write  # noqa: F401 - format API
 from plankton_stream.particles import ImageRef, Item, Particle, ParticleError, Reading, Sample
 
-NAME = "cytoclus"
+NAME = KIND = "cytoclus"  # KIND: `Export.kind` of this format's exports
+_EOCD = 22  # a zip's end-of-central-directory record, without its comment
 NO_INFO_VOLUME = "no _Info.txt in the export: analysed volume unknown"
 INFO_NO_VOLUME = "_Info.txt states no analysed volume"
 
@@ -45,6 +46,40 @@ def sniff(path: Path) -> bool:
         return layout.owner(path) is not None
     except OSError:
         return False
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def exports(folder: Path, names: list[str]) -> list[Export]:
+    """One per measurement: every set of a sample prefix with their image folders / zips,
+    Info and overview mosaics (not the shared Settings/), known by its identity file."""
+    return [Export(KIND, m.identity, m.files) for m in layout.find_measurements(folder, names)]
+
+
+def recognise(export: Export) -> bool | None:
+    return True  # the names decide (`cytoclus_layout`)
+
+
+def looks_whole(export: Export) -> bool:
+    """Text files end with a line end, zips with their end-of-central-directory record.
+    Each set can be whole on its own while the next is still to come: a measurement that
+    changes after it was read is read again (`pipeline.publish`)."""
+    for f in export.files:
+        suffix = f.suffix.lower()
+        if suffix in (".csv", ".txt") and f.is_file() and not tail(f).endswith(b"\n"):
+            return False
+        if suffix == ".zip" and f.is_file() and not _zip_ends(f):
+            return False
+    return True
+
+
+def _zip_ends(path: Path) -> bool:
+    """A zip is written front to back and ends with its directory: the last record (22 bytes
+    plus a comment of up to 64 KiB) is there and reaches exactly to the end of the file."""
+    end = tail(path, _EOCD + 0xFFFF)
+    at = end.rfind(b"PK\x05\x06")
+    return at >= 0 and at + _EOCD + int.from_bytes(end[at + 20:at + 22], "little") == len(end)
 
 
 def read(path: str | Path, cfg: IngestConfig) -> Reading:

@@ -73,9 +73,11 @@ class Measurement:
         return tuple(dict.fromkeys(listed))
 
 
-def find_measurements(folder: Path) -> list[Measurement]:
-    """Every measurement in `folder` (not recursive), sorted by prefix."""
-    names = {p.name: p for p in sorted(folder.iterdir())}
+def find_measurements(folder: Path, listing: list[str] | None = None) -> list[Measurement]:
+    """Every measurement in `folder` (not recursive), sorted by prefix. `listing`: the
+    folder's entry names, when the caller has them (`discovery` leaves out junk)."""
+    entries = sorted(listing) if listing is not None else sorted(p.name for p in folder.iterdir())
+    names = {n: folder / n for n in entries}
     parts: dict[str, dict[str, Path]] = {}
     stores: dict[str, list[Path]] = {}  # a zip made of an image folder may sit beside it
     for name, path in names.items():

@@ -193,9 +193,13 @@ def _write_info(path: Path, sample: Sample, parts: list[Particle], variant: Clus
              f"Measurement duration: {num(sample.duration_s)}",
              f"Flow rate (\u03bcL/sec): {num(sample.extra.get('flowRate', 0.0))}", ""]
     trigger = sample.extra.get("trigger_channel")
+    # {channel as written: PMT level}; channels without a PMT have no line. A sample that
+    # states no levels gets 80 on every channel, as the simulator always wrote
+    levels = sample.extra.get("sensitivity") or {ch: 80 for ch in sample.channels}
     for i, ch in enumerate(sample.channels, start=1):
         lines.append(f"Channel {i}: {ch}" + ("  - TRIGGER" if ch == trigger else ""))
-        lines.append("  - sensitivity level: 80")
+        if ch in levels:
+            lines.append(f"  - sensitivity level: {int(levels[ch])}")
     lines += ["", f"Total number of particles: {sample.triggered or 0}",
               f"Smart triggered number of particles: {sample.saved or len(parts)}",
               f"Concentration (part/\u03bcL): {num(_per_ul(sample))}",

@@ -30,7 +30,7 @@ import ijson
 import numpy as np
 
 from plankton_stream.config import IngestConfig
-from plankton_stream.formats.common import make_particle
+from plankton_stream.formats.common import Export, make_particle, tail
 from plankton_stream.formats.cyz2json_header import (
     NAME,  # noqa: F401 - format API
     as_int,
@@ -51,6 +51,8 @@ from plankton_stream.formats.cyz2json_writer import JsonVariant, write  # noqa: 
 from plankton_stream.imaging import image_size, sniff_image
 from plankton_stream.particles import ImageRef, Item, ParticleError, Reading, Sample
 
+KIND = "json"  # `Export.kind` of this format's exports
+SNIFF_BYTES = 4096  # the head `sniff` reads
 _SPILL_IN_MEMORY = 64 * 2**20  # image bytes kept in RAM before spilling to disk
 
 
@@ -59,10 +61,37 @@ def sniff(path: Path) -> bool:
     if not path.is_file() or path.suffix.lower() != ".json":
         return False
     with open(path, "rb") as f:
-        head = f.read(4096)
+        head = f.read(SNIFF_BYTES)
     head = head[len(_BOM):] if head.startswith(_BOM) else head
     text = head.lstrip()
     return text.startswith(b"{") and re.search(rb'"(filename|instrument|particles)"\s*:', text) is not None
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def exports(folder: Path, names: list[str]) -> list[Export]:
+    """Every `.json` among a folder's entries, complete or not; `recognise` says which are
+    cyz2json. Names and a stat only: a scan of a network share reads no content."""
+    paths = [folder / n for n in names if n.lower().endswith(".json")]
+    return [Export(KIND, p, (p,)) for p in paths if p.is_file()]
+
+
+def recognise(export: Export) -> bool | None:
+    """Whether a `.json` is a cyz2json export; None while too little is written to tell (a
+    file just created, or shorter than the head `sniff` reads)."""
+    try:
+        if sniff(export.path):
+            return True
+        return False if export.path.stat().st_size > SNIFF_BYTES else None
+    except OSError:
+        return None
+
+
+def looks_whole(export: Export) -> bool:
+    """The document ends with its closing brace. A cut just after a particle's brace passes
+    too: a file that changes after it was read is read again (`pipeline.publish`)."""
+    return tail(export.path).rstrip().endswith(b"}")
 
 
 def read(path: str | Path, cfg: IngestConfig) -> Reading:

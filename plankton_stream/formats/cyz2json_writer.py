@@ -22,6 +22,7 @@ _CAMEL = {"centre_of_gravity": "centreOfGravity", "fill_factor": "fillFactor",
           "number_of_cells": "numberOfCells", "sample_length": "sampleLength",
           "time_of_arrival": "timeOfArrival", "sws_covariance": "swscov",
           "variable_length": "variableLength"}
+PMT_SLOPE = 8.6  # a CytoSense PMT's gain grows as (high voltage) ** 8.6 (R9880-class tubes)
 _PARAM_ORDER = ("length", "total", "maximum", "average", "inertia", "centre_of_gravity",
                 "fill_factor", "asymmetry", "number_of_cells", "sample_length",
                 "time_of_arrival", "first", "last", "minimum", "sws_covariance", "variable_length")
@@ -82,15 +83,35 @@ def _instrument(sample: Sample, variant: JsonVariant) -> dict[str, Any]:
 
 
 def _settings(sample: Sample, variant: JsonVariant) -> dict[str, Any]:
+    levels = pmt_levels_str(sample.extra.get("sensitivity"))
     if variant.flat_settings:
-        return {"name": sample.extra.get("protocol", ""), "duration": sample.duration_s,
+        flat = {"name": sample.extra.get("protocol", ""), "duration": sample.duration_s,
                 "pumpSpeed": sample.extra.get("flowRate", 0.0), "takeImages": True}
+        return flat | ({"PMTlevels_str": levels} if levels else {})
     iif: dict[str, Any] = {"ImageScaleMuPerPixelP": sample.um_per_px}
     if sample.background is not None:
         iif["Background"] = {"Data": base64.b64encode(sample.background).decode("ascii")}
     inner = {"SampleFrequency": 4, "Sample_to_um_ConversionFactor": sample.um_per_sample,
              "iif": iif}
-    return {"CytoSettings": {"TabName": sample.extra.get("protocol", ""), "CytoSettings": inner}}
+    outer: dict[str, Any] = {"TabName": sample.extra.get("protocol", "")}
+    if levels:  # where cyz2json puts the measurement's PMT levels (MeasurementSettings)
+        outer["PMTlevels_str"] = levels
+    return {"CytoSettings": outer | {"CytoSettings": inner}}
+
+
+def pmt_levels_str(sensitivity: Any) -> str | None:
+    """CytoSense's one-line summary of the PMT levels, "SWS: 84 (1005x), FL Red: 84 (1005x)",
+    from {channel as written: level}; None when the sample states no levels."""
+    if not isinstance(sensitivity, dict) or not sensitivity:
+        return None
+    return ", ".join(f"{ch}: {int(lvl)} ({pmt_gain(lvl)}x)" for ch, lvl in sensitivity.items())
+
+
+def pmt_gain(level: float) -> int:
+    """The gain CytoSense reports beside a PMT level: the tube's high voltage is
+    level / 255 x 5 V x 250, its gain 10 ** -19.5 x volts ** PMT_SLOPE."""
+    volts = float(level) / 255.0 * 5.0 * 250.0
+    return round(10.0 ** (-19.5) * volts ** PMT_SLOPE)
 
 
 def _results(sample: Sample, variant: JsonVariant) -> dict[str, Any]:

@@ -81,7 +81,10 @@ class Intake:
             for item in stages.ingest(source, self.spec, self.cfg.ingest, row.complete_at,
                                       skip, self.cfg.pipeline.chunk):
                 if isinstance(item, stages.FileBegin):
-                    other = ledger.published_from(item.sample_id, path)
+                    # done under another file? Not one of this export's own: a CytoClus
+                    # measurement's identity moves when its default set is written later
+                    own = [path_text(f) for f in (export.path, *export.files)]
+                    other = ledger.published_from(item.sample_id, *own)
                     if other is not None:
                         self._refuse(path, _same_name(item.sample_id, other), emit)
                         return

@@ -2,10 +2,11 @@
 
 `files`   one row per export: seen -> processing -> done | failed | quarantined.
 `outbox`  every published event, keyed (`ukey`): a particle is `p/<sample>/<id>`, a sample
-          `s/<sample>`, an error `e/<file>/<where>`. An event is committed here *before* it is
-          sent, and a key is never stored twice - so after any crash (kill -9 included) a
-          restart publishes what is missing and nothing twice, counts come from this table
-          (exactly once), and loggers replay it losslessly by sequence number.
+          `s/<sample>` (its revision n `s/<sample>/r<n>`), an error `e/<file>/<where>`. An
+          event is committed here *before* it is sent, and a key is never stored twice - so
+          after any crash (kill -9 included) a restart publishes what is missing and nothing
+          twice, counts come from this table (exactly once), and loggers replay it
+          losslessly by sequence number.
 `meta`    `sent`: the highest outbox sequence number known to be sent. Events are sent in
           sequence order by one publisher, so everything above it is what a crash may have
           left unsent - one row updated per batch instead of one per event.
@@ -197,10 +198,10 @@ class Ledger:
         """Whether particles of this file were published since its last attempt began."""
         return bool(row.sample_id) and self.particle_count(row.sample_id) > (row.particles or 0)
 
-    def published_from(self, sample_id: str, path: str) -> str | None:
-        """Another file already done under this sample id, if any."""
-        row = self.db.execute("SELECT path FROM files WHERE sample_id = ? AND path != ? AND state = 'done' "
-                              "LIMIT 1", (sample_id, path)).fetchone()
+    def published_from(self, sample_id: str, *paths: str) -> str | None:
+        """A file other than `paths` already done under this sample id, if any."""
+        row = self.db.execute(f"SELECT path FROM files WHERE sample_id = ? AND state = 'done' AND path NOT IN "
+                              f"({', '.join('?' * len(paths))}) LIMIT 1", (sample_id, *paths)).fetchone()
         return row[0] if row else None
 
     def retry(self, path: str) -> None:
@@ -292,6 +293,12 @@ class Ledger:
 
     def has(self, ukey: str) -> bool:
         return self.db.execute("SELECT 1 FROM outbox WHERE ukey = ?", (ukey,)).fetchone() is not None
+
+    def last_sample(self, sample_id: str) -> bytes | None:
+        """The body of the sample's latest `sample` event (revisions included), if any."""
+        row = self.db.execute("SELECT body FROM outbox WHERE sample_id = ? AND topic = 'sample' "
+                              "ORDER BY seq DESC LIMIT 1", (sample_id,)).fetchone()
+        return row[0] if row else None
 
     def sample_counts(self, sample_id: str) -> tuple[dict[str, int], int]:
         """({label: n}, imaged) over the sample's published particles - each counted once."""

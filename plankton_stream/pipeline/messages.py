@@ -71,6 +71,9 @@ class SampleEvent:
     gallery_id: str
     unclassified: int = 0  # particles with no pulses, no image and no listmode to go by
     sets: list[str] = field(default_factory=list)  # export sets read as this one measurement
+    # 0: the first; n > 0: the export changed after it was read (a writer paused past the
+    # quiet period) and was read again - this one supersedes revisions below n
+    revision: int = 0
 
 
 @dataclass(frozen=True)

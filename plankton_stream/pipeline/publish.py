@@ -11,10 +11,17 @@ A sample's `sample` event goes out when its FileEnd has arrived and every partic
 held is published or failed downstream. A poisoned file (an unexpected error while reading,
 or a batch of its own that failed even alone) gets no `sample` event: its published
 particles stay published, the file is quarantined and an `error` event says why.
+
+An export that changed after it was read (a writer that paused longer than the quiet period,
+a CytoClus set written after the others) is read again: its particles not yet published go
+out, and its `sample` event - counts over every particle of the sample in the outbox - is
+a revision (`s/<sample>/r<n>`, `revision` n) superseding the earlier ones. A revision goes
+out only when it says something new, so a restart re-reading the same content adds none.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -62,6 +69,11 @@ class Publisher:
     # ----------------------------------------------------------------- inputs
 
     def begin(self, b: FileBegin) -> None:
+        earlier = self._open.get(b.path)
+        if earlier is not None and earlier.end is not None:
+            # read again (it changed) before the earlier read finished: this read covers the
+            # whole file, the earlier one is finished with (as draining counts FileEnds)
+            self.samples_done += 1
         self._open[b.path] = _Open(b)
 
     def batch(self, c: ClassifiedBatch) -> int:
@@ -177,7 +189,10 @@ class Publisher:
                 self._poisoned(path, o, o.poison)
                 continue
             event = self._sample_event(o, done)
-            self._emit([(f"s/{o.end.sample_id}", event, None, False)])
+            keyed = self._revision(event)
+            if keyed is not None:
+                event = keyed[1]
+                self._emit([(keyed[0], event, None, False)])
             self.ledger.mark(path, "done", sample_id=o.end.sample_id, particles=o.end.good,
                              failed=o.end.failed + o.failed_downstream, error=None)
             del self._open[path]
@@ -194,6 +209,18 @@ class Publisher:
         self.ledger.mark(path, "quarantined", sample_id=o.begin.sample_id, error=reason)
         del self._open[path]
         self.samples_done += 1  # finished with, as far as draining is concerned
+
+    def _revision(self, event: msg.SampleEvent) -> tuple[str, msg.SampleEvent] | None:
+        """(key, event) of a sample event, as the first (`s/<sample>`) or as revision n of it
+        (`s/<sample>/r<n>`); None when it would repeat the latest one sent."""
+        body = self.ledger.last_sample(event.sample_id)
+        if body is None:
+            return f"s/{event.sample_id}", event
+        last = msg.parse("sample", msg.unpack_bounded(body, msg.MAX_BODY_BYTES, "stored sample event"))
+        if dataclasses.replace(last, revision=0) == event:
+            return None
+        n = last.revision + 1
+        return f"s/{event.sample_id}/r{n}", dataclasses.replace(event, revision=n)
 
     def _sample_event(self, o: _Open, classified: int) -> msg.SampleEvent:
         b, e = o.begin, o.end

@@ -1,12 +1,13 @@
-"""Finding complete export files in a directory tree.
+"""Finding complete exports in a directory tree: the timing around `formats.discovery`.
 
-An export is a unit of work: a cyz2json `.json`, a CytoClus measurement (every set of one
-sample: Listmodes, Pulses, image folders or zips, Info), or a raw `.cyz` for the converter.
-A CytoClus measurement grows while it is written (set after set), so its file list is taken
-afresh at every scan, and a candidate whose identity file is superseded (the default set's
-Pulses.csv appearing after another file) is replaced. An export is *complete* when it
-looks whole (a JSON document ends with its closing brace, CSV files with a line end) and
-none of its files has changed for a window:
+What an export is (a cyz2json `.json`, a CytoClus measurement - every set of one sample:
+Listmodes, Pulses, image folders or zips, Info - or a raw `.cyz` for the converter), which
+files it is made of and whether its content looks whole is `formats.discovery`'s rule, the
+one `find_exports` and `inspect` use too. This module adds when: a CytoClus measurement grows
+while it is written (set after set), so its file list is taken afresh at every scan, and a
+candidate whose identity file is superseded (the default set's Pulses.csv appearing after
+another file) is replaced. An export is *complete* when it looks whole and none of its files
+has changed for a window:
 - inotify (local disks): writes are seen as they happen; after a close-write (or a rename
   into place) a short `settle_s` suffices;
 - polling (network shares, where inotify sees nothing of remote writers - CytoSense PCs
@@ -16,8 +17,11 @@ there at start-up (the backlog) are judged by `quiescence_s` too, since nobody s
 being closed - counted from their newest mtime on local disks (same clock) and with `--once`,
 from first sight on network shares (the writer's clock may be off). A writer may pause longer than any window (SMB bursts), hence the look at the
 content; a file that stays cut short for `give_up_s` is handed over anyway (its writer died:
-its good particles are kept, the truncation is reported). The ledger says which exports are
-done, so a restart re-takes the rest.
+its good particles are kept, the truncation is reported). Neither rule can be sure (a pause
+can fall just after a particle's closing brace, or between two complete CytoClus sets), so
+an export that changes after it was handed over is a candidate again: it is read again, and
+the publisher sends what was missing and a revised `sample` event. The ledger says which
+exports are done (in which version: `signature`), so a restart re-takes the rest.
 """
 
 from __future__ import annotations
@@ -32,20 +36,14 @@ from pathlib import Path
 from typing import Callable
 
 from plankton_stream.config import WatchConfig
-from plankton_stream.formats import cytoclus_layout, cyz2json
+# what an export is: formats.discovery's (its users may import Export, discover and
+# looks_complete from here too)
+from plankton_stream.formats.discovery import Export, discover, looks_complete, recognise
 
 log = logging.getLogger(__name__)
 MAX_FAILED_ROUNDS = 40  # ~10 s of failing rounds before the watcher gives up
 NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "9p", "afs", "ceph",
               "glusterfs", "fuse.rclone", "davfs", "fuse.davfs2"}
-
-
-@dataclass(frozen=True)
-class Export:
-    kind: str  # "json" | "cytoclus" | "cyz"
-    path: Path  # identity: the .json, the .cyz, or a CytoClus measurement's identity file
-    # (the default set's Pulses.csv, else its Listmode.csv, else another set's: cytoclus_layout)
-    files: tuple[Path, ...]  # everything whose stability matters
 
 
 @dataclass
@@ -140,17 +138,10 @@ def _folder_signature(folder: Path) -> str:
     return f"{len(entries)}:{size}:{newest}"
 
 
-def looks_complete(export: Export) -> bool:
-    """Whether the export's text files end the way complete ones do. An export that must be
-    refused (`refusal`) is "complete" at once: there is nothing to wait for."""
-    if refusal(export) is not None:
-        return True
-    if export.kind == "json":
-        return _tail(export.path).rstrip().endswith(b"}")
-    if export.kind == "cytoclus":
-        return all(_tail(f).endswith(b"\n") for f in export.files
-                   if f.suffix.lower() in (".csv", ".txt") and f.is_file())
-    return True  # .cyz: binary, stability only
+def _whole(export: Export) -> bool:
+    """Its content looks complete (`formats.discovery`) - or it must be refused unread:
+    there is nothing to wait for."""
+    return refusal(export) is not None or looks_complete(export)
 
 
 def _age(export: Export) -> float:
@@ -162,45 +153,6 @@ def _age(export: Export) -> float:
         except OSError:
             return 0.0
     return max(0.0, time.time() - newest)
-
-
-def _tail(path: Path, n: int = 64) -> bytes:
-    """The last bytes of a regular file (anything else - a FIFO would block - gives b"")."""
-    try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            return b""
-        with open(path, "rb") as f:
-            size = f.seek(0, 2)
-            f.seek(max(0, size - n))
-            return f.read()
-    except OSError:
-        return b""
-
-
-def discover(root: Path, recursive: bool, with_cyz: bool) -> list[Export]:
-    """Every export unit under `root` (complete or not)."""
-    dirs = [root] + ([Path(d) for d, _, _ in os.walk(root) if Path(d) != root] if recursive else [])
-    found = []
-    for d in dirs:
-        if d.name.endswith("_Images") or "quarantine" in d.parts:
-            continue
-        try:
-            names = sorted(os.listdir(d))
-        except OSError:
-            continue
-        for name in names:
-            p = d / name
-            low = name.lower()
-            if low.endswith(".json") and p.is_file():
-                found.append(Export("json", p, (p,)))
-            elif low.endswith(".cyz") and with_cyz and p.is_file():
-                found.append(Export("cyz", p, (p,)))
-        try:
-            measurements = cytoclus_layout.find_measurements(d)
-        except OSError:
-            continue
-        found += [Export("cytoclus", m.identity, m.files) for m in measurements]
-    return found
 
 
 @dataclass
@@ -309,12 +261,14 @@ class Watcher:
             with self._lock:
                 self._ignored[export.path] = sig
             return
-        if export.kind == "json" and refusal(export) is None and not _looks_like_cyz2json(export.path):
-            # empty or just created: look again later; another JSON: ignore until it changes
-            if export.path.stat().st_size > 4096:
+        if refusal(export) is None:
+            ours = recognise(export)
+            if ours is None:
+                return  # just created: look again next scan
+            if not ours:  # not an export (another JSON): ignored until it changes
                 with self._lock:
                     self._ignored[export.path] = sig
-            return
+                return
         age = _age(export) if (self.mode == "inotify" or self.once) else 0.0
         with self._lock:  # already quiet for as long as its files are old (a backlog)
             self._candidates[export.path] = _Candidate(export, sig, now - age)
@@ -339,7 +293,7 @@ class Watcher:
                 continue
             window = self.cfg.settle_s if (cand.closed and self.mode == "inotify") else self.cfg.quiescence_s
             stable = now - cand.since
-            if stable >= window and (looks_complete(cand.export) or stable >= self.cfg.give_up_s):
+            if stable >= window and (_whole(cand.export) or stable >= self.cfg.give_up_s):
                 with self._lock:
                     self._candidates.pop(path, None)
                     self._ignored[path] = sig
@@ -383,10 +337,3 @@ class Watcher:
         self._observer.schedule(Handler(), str(self.cfg.dir), recursive=self.cfg.recursive)
         self._observer.daemon = True
         self._observer.start()
-
-
-def _looks_like_cyz2json(path: Path) -> bool:
-    try:
-        return cyz2json.sniff(path)
-    except OSError:
-        return False

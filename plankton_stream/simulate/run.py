@@ -3,7 +3,9 @@
 A file appears when its measurement ends; large files take a while to write (optionally
 throttled to a write rate, so watchers meet half-written files); measurements follow each
 other at a cadence. Ground truth goes to `<sample>.truth.csv` beside the export, written
-before it, and is never part of the export itself.
+before it, and is never part of the export itself. Several instruments (`RunPlan.instruments`)
+go into one folder each under the plan's folder, the same seed through every instrument, so
+an evaluation compares instruments on the same community.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from plankton_stream.formats import cytoclus_writer, cyz2json_writer
 from plankton_stream.particles import Particle, Sample
 from plankton_stream.simulate import cyz
 from plankton_stream.simulate.instrument import SimSettings, Truth, simulate_sample
+from plankton_stream.simulate.instruments import get_instrument
 
 TRUTH_SUFFIX = ".truth.csv"
 FORMATS = ("json", "cytoclus", "cyz")
@@ -39,31 +42,51 @@ class RunPlan:
     write_mb_per_s: float | None = None  # None: as fast as the disk goes
     json_variant: cyz2json_writer.JsonVariant = field(default_factory=cyz2json_writer.JsonVariant)
     clus_variant: cytoclus_writer.ClusVariant = field(default_factory=cytoclus_writer.ClusVariant)
+    # several instruments: `out/<instrument>/`, each replacing `SimSettings.instrument`, their
+    # sample names prefixed with the station and the instrument (`SimStation station-b ...`) so
+    # that no two exports in the tree share a sample id. Empty: `settings.instrument` into `out`
+    instruments: tuple[str, ...] = ()
 
 
 def simulate_to_disk(plan: RunPlan, settings: SimSettings,
                      on_written: Callable[[Path], None] | None = None) -> list[Path]:
-    """Write `plan.samples` measurements; returns the export paths (one per sample)."""
+    """Write `plan.samples` measurements (of each instrument); returns the export paths.
+
+    With several instruments, measurement i of every instrument is written before
+    measurement i + 1 of any, as stations running side by side would."""
     if plan.fmt not in FORMATS:
         raise ValueError(f"unknown format {plan.fmt!r}; use one of {', '.join(FORMATS)}")
-    plan.out.mkdir(parents=True, exist_ok=True)
+    runs = [(plan, settings)] if not plan.instruments else [
+        (dataclasses.replace(plan, out=plan.out / name, instruments=()),
+         dataclasses.replace(settings, instrument=name, station=f"{settings.station} {name}"))
+        for name in plan.instruments]
+    for _, each in runs:
+        get_instrument(each.instrument)  # an unknown name fails before anything is written
+    for each_plan, _ in runs:
+        each_plan.out.mkdir(parents=True, exist_ok=True)
     seeds = np.random.SeedSequence(plan.seed).spawn(plan.samples)
     written = []
     for index, seq in enumerate(seeds):
         began = time.monotonic()
-        sample, stream = simulate_sample(settings, index, np.random.default_rng(seq))
-        pairs = list(stream)
-        particles = [p for p, _ in pairs]
-        sample = dataclasses.replace(sample, imaged=sum(p.image is not None for p in particles))
-        write_truth(plan.out / f"{sample.sample_id}{TRUTH_SUFFIX}", [t for _, t in pairs])
-        path = _write_export(plan, sample, particles)
-        written.append(path)
-        if on_written is not None:
-            on_written(path)
+        for each_plan, each in runs:  # the same seed through every instrument
+            path = _write_sample(each_plan, each, index, np.random.default_rng(seq))
+            written.append(path)
+            if on_written is not None:
+                on_written(path)
         wait = plan.interval_s - (time.monotonic() - began)
         if wait > 0 and index < plan.samples - 1:
             time.sleep(wait)
     return written
+
+
+def _write_sample(plan: RunPlan, settings: SimSettings, index: int,
+                  rng: np.random.Generator) -> Path:
+    sample, stream = simulate_sample(settings, index, rng)
+    pairs = list(stream)
+    particles = [p for p, _ in pairs]
+    sample = dataclasses.replace(sample, imaged=sum(p.image is not None for p in particles))
+    write_truth(plan.out / f"{sample.sample_id}{TRUTH_SUFFIX}", [t for _, t in pairs])
+    return _write_export(plan, sample, particles)
 
 
 def _write_export(plan: RunPlan, sample: Sample, particles: list[Particle]) -> Path:

@@ -38,6 +38,20 @@ def test_simulate_then_inspect_counts_match_the_truth(tmp_path, capsys, fmt):
         assert "FWS" in summary["channels"]
 
 
+def test_simulate_instruments(tmp_path, capsys):
+    assert main(["simulate", "--out", str(tmp_path), "--particles", "10", "--frame-size", "320x240",
+                 "--instrument", "station-b,no-orange"]) == 0
+    written = [Path(line) for line in capsys.readouterr().out.split("\n") if line]
+    assert [p.parent.name for p in written] == ["station-b", "no-orange"]
+    summary = run_json(capsys, "inspect", str(written[1]), "--json")
+    assert "FL Orange" not in summary["channels"] and summary["particles"] == 10
+    assert main(["simulate", "--out", str(tmp_path / "one"), "--particles", "5", "--instrument", "green-laser"]) == 0
+    assert "2 FL Red" in run_json(capsys, "inspect", capsys.readouterr().out.strip(), "--json")["channels"]
+    with pytest.raises(SystemExit):
+        main(["simulate", "--out", str(tmp_path), "--instrument", "nope"])
+    assert "known: reference, station-b" in capsys.readouterr().err
+
+
 def test_inspect_a_cytoclus_set_by_folder_or_file(tmp_path, capsys):
     main(["simulate", "--out", str(tmp_path), "--particles", "30", "--format", "cytoclus"])
     capsys.readouterr()

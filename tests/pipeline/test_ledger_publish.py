@@ -92,3 +92,38 @@ def test_failed_particles_still_let_the_sample_finish(tmp_path):
     topics = [decode(f)[0] for f in sent]
     assert "error" in topics and topics[-1] == "sample"
     assert decode(sent[-1])[1]["failed"] == 1
+
+
+def test_a_file_read_again_after_it_grew_gets_one_revised_sample_event(tmp_path):
+    """A writer paused past the quiet period: the first half was read and counted. The whole
+    file is read again: the new particles go out, and a revision counts them all - once."""
+    pub, sent = make(tmp_path)
+    pub.begin(begin())
+    pub.batch(classified([("S", 1), ("S", 2)], ["a", "b"]))
+    pub.end(FileEnd("/f.json", "S", good=2, failed=1))  # the cut-short tail: one failed
+    pub.begin(begin())
+    assert pub.batch(classified([("S", 1), ("S", 2), ("S", 3), ("S", 4)], ["a", "b", "a", "a"])) == 2
+    pub.end(FileEnd("/f.json", "S", good=4, failed=0))
+    samples = [decode(f)[1] for f in sent if decode(f)[0] == "sample"]
+    assert [(s["revision"], s["classified"], s["failed"]) for s in samples] == [(0, 2, 1), (1, 4, 0)]
+    assert samples[1]["counts"] == {"a": 3, "b": 1} and samples[1]["particles_total"] == 4
+    pub.begin(begin())  # touched, not changed: nothing new to say
+    pub.end(FileEnd("/f.json", "S", good=4, failed=0))
+    again, resent = make(tmp_path)  # a restart re-reading it: still nothing
+    again.begin(begin())
+    again.end(FileEnd("/f.json", "S", good=4, failed=0))
+    assert [decode(f)[0] for f in sent].count("sample") == 2 and resent == []
+    keys = [k for (k,) in pub.ledger.db.execute("SELECT ukey FROM outbox WHERE topic = 'sample'")]
+    assert keys == ["s/S", "s/S/r1"] and pub.ledger.sample_counts("S")[0] == {"a": 3, "b": 1}
+
+
+def test_a_read_superseded_before_it_finished_still_counts_as_finished(tmp_path):
+    pub, sent = make(tmp_path)
+    pub.begin(begin())
+    pub.end(FileEnd("/f.json", "S", good=2, failed=0))  # waiting for its particles
+    pub.begin(begin())  # the file changed: read again, whole
+    pub.batch(classified([("S", 1), ("S", 2), ("S", 3)], ["a", "a", "b"]))
+    pub.end(FileEnd("/f.json", "S", good=3, failed=0))
+    assert pub.samples_done == 2 and pub.open_files() == 0  # two FileEnds, two finished
+    samples = [decode(f)[1] for f in sent if decode(f)[0] == "sample"]
+    assert len(samples) == 1 and samples[0]["classified"] == 3
