@@ -166,6 +166,7 @@ class Watcher:
     once: bool = False  # `run --once`: take what is there (waiting for files still settling)
     beat: Callable[[], None] = lambda: None  # liveness (the systemd watchdog waits for it)
     on_crash: Callable[[], None] = lambda: None
+    clock: Callable[[], float] = time.monotonic  # injected: tests step time instead of sleeping
     mode: str = field(init=False)
     _candidates: dict[Path, _Candidate] = field(default_factory=dict, init=False)
     _ignored: dict[Path, str] = field(default_factory=dict, init=False)  # not an export (sig)
@@ -190,7 +191,7 @@ class Watcher:
 
     def open(self) -> None:
         self.cfg.dir.mkdir(parents=True, exist_ok=True)
-        self._started = time.monotonic()
+        self._started = self.clock()
         if self.mode == "inotify":
             self._start_inotify()
 
@@ -215,7 +216,7 @@ class Watcher:
         failures = 0
         while not self._stop.is_set():
             self.beat()
-            now = time.monotonic()
+            now = self.clock()
             try:
                 if now - last_scan >= rescan or self._closed:
                     self.scan()
@@ -234,7 +235,7 @@ class Watcher:
     def scan(self) -> None:
         """Find exports; new ones become candidates (judged by quiescence). One export that
         cannot be looked at (it vanished mid-scan, ...) is left for the next scan."""
-        now = time.monotonic()
+        now = self.clock()
         for export in discover(self.cfg.dir, self.cfg.recursive, self.with_cyz):
             try:
                 self._consider(export, now)
@@ -321,7 +322,7 @@ class Watcher:
                 kind = event.event_type
                 dest = getattr(event, "dest_path", "")
                 path = Path(dest or event.src_path)
-                now = time.monotonic()
+                now = watcher.clock()
                 with watcher._lock:
                     if kind in ("closed", "moved", "created"):
                         watcher._closed[path] = now

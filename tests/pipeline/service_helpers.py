@@ -144,6 +144,14 @@ def stop_service(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
     return proc.returncode, out
 
 
+def settled(listener: "Listener", statuses: int = 3, timeout: float = 30.0) -> bool:
+    """Wait for `statuses` more status events: the service has gone round its publish loop
+    that often since, so whatever it had in hand has been sent (status shares the PUB socket
+    and its order). The wait follows the service, not a guess at a duration."""
+    target = len(listener.of("status")) + statuses
+    return listener.wait(lambda l: len(l.of("status")) >= target, timeout)
+
+
 def kill9(proc: subprocess.Popen) -> None:
     """kill -9 the service and every stage process it started, as a power cut would."""
     with contextlib.suppress(ProcessLookupError):

@@ -8,7 +8,6 @@ import contextlib
 import shutil
 import sqlite3
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest

@@ -17,8 +17,8 @@ import pytest
 from plankton_stream.formats import cytoclus_writer
 from plankton_stream.formats.cytoclus_layout import DEFAULT_SET
 from plankton_stream.simulate import SimSettings
-from tests.pipeline.service_helpers import (Listener, simulate, start_service, stop_service, wait_ready,
-                                           write_config)
+from tests.pipeline.service_helpers import (Listener, settled, simulate, start_service, stop_service,
+                                           wait_ready, write_config)
 
 pytestmark = pytest.mark.slow
 N = 100
@@ -87,7 +87,7 @@ def test_a_json_cut_after_a_particle_then_finished_is_caught_up(tmp_path, servic
         assert listener.of("sample")[0]["classified"] == 48
         f.write(data[cut:])
     assert listener.wait(caught_up, 60), (len(listener.of("particle")), listener.of("sample"))
-    time.sleep(1.0)  # nothing more comes
+    assert settled(listener)  # nothing more comes
     check_caught_up(listener)
     assert not [e for e in listener.of("error") if e["action"] == "quarantined"]
 
@@ -101,11 +101,11 @@ def test_a_json_given_up_on_then_finished_is_caught_up(tmp_path, service):
         f.write(data[:cut])
         f.flush()
         assert listener.wait(lambda l: l.of("sample") or l.of("error"), 60)
-        time.sleep(1.0)
+        time.sleep(1.0)  # the scenario: the writer stalls a while, then finishes the file
         f.write(data[cut:])
     assert listener.wait(caught_up, 60), (len(listener.of("particle")), listener.of("sample"),
                                           listener.of("error"))
-    time.sleep(1.0)
+    assert settled(listener)
     check_caught_up(listener)
 
 
@@ -128,7 +128,7 @@ def test_cytoclus_sets_written_one_after_another_are_caught_up(tmp_path, service
         (incoming / f.name).write_bytes(f.read_bytes())
     assert listener.wait(caught_up, 60), (len(listener.of("particle")), listener.of("sample"),
                                           listener.of("error"))
-    time.sleep(1.0)
+    assert settled(listener)
     check_caught_up(listener)
     assert final_sample(listener)["sets"] == [DEFAULT_SET, AIP]
     assert not listener.of("error")

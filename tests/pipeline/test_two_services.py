@@ -21,6 +21,7 @@ from tests.pipeline.service_helpers import (
     start_service,
     stop_service,
     wait_ready,
+    settled,
     write_config,
 )
 
@@ -58,7 +59,8 @@ def test_two_services_side_by_side_each_publish_and_replay_their_own(tmp_path, t
         for n, (folder, port, listener, proc) in enumerate(services, start=1):
             assert listener.wait(lambda l, n=n: len(l.of("sample")) == n, 120), stop_service(proc)[1][-3000:]
             assert listener.of("status")[-1]["replay_endpoint"] == f"tcp://127.0.0.1:{port + 1}"
-        time.sleep(1.0)  # anything leaking between the services would have arrived by now
+        for _, _, listener, _ in services:  # anything leaking between them would have arrived by now
+            assert settled(listener)
         for n, (folder, port, listener, _) in enumerate(services, start=1):
             assert len(listener.of("sample")) == n
             assert len({(p["sample_id"], p["particle_id"]) for p in listener.of("particle")}) == 250 * n

@@ -31,9 +31,34 @@ def json_bytes(sample_id: str = "W 2025-01-01 10h00") -> bytes:
 
 def run_watcher(tmp_path: Path, mode: str, done=lambda e, s: False):
     ready: list = []
-    w = Watcher(WatchConfig(dir=tmp_path, mode=mode, **FAST), ready.append, done)
+    w = Watcher(WatchConfig(dir=tmp_path, mode=mode, **FAST), ready.append, done,
+                beat=lambda: rounds.append(1))
     w.start()
     return w, ready
+
+
+rounds: list = []  # one entry per watcher round (its heartbeat)
+
+
+def after_rounds(n: int, timeout: float = 10.0) -> bool:
+    """Wait until the watcher has gone round `n` more times: anything it would hand over by
+    then it has handed over - a wait on the watcher, not on a guess at how long it takes."""
+    target = len(rounds) + n
+    return wait_for(lambda: len(rounds) >= target, timeout)
+
+
+class Clock:
+    """A monotonic clock the test steps by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
 
 
 def wait_for(cond, timeout=10.0) -> bool:
@@ -63,7 +88,7 @@ def test_a_slowly_written_file_is_handed_over_once_and_only_when_complete(tmp_pa
         assert seen_at_completion == [0]  # nothing handed over while it was being written
         assert wait_for(lambda: len(ready) == 1)
         assert ready[0].path == path and path.read_bytes() == data
-        time.sleep(1.0)
+        assert after_rounds(int(2 * FAST["quiescence_s"] / FAST["poll_interval_s"]) + 5)
         assert len(ready) == 1  # once
     finally:
         w.stop()
@@ -74,13 +99,13 @@ def test_backlog_at_start_is_found_and_done_files_skipped(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "B 2025-01-01 11h00.json").write_bytes(json_bytes("B 2025-01-01 11h00"))
     (tmp_path / "notes.json").write_text('{"not": "an export"}' + " " * 5000)
-    w, ready = run_watcher(tmp_path, "poll", done=lambda e, s: e.path.name.startswith("A"))
-    try:
-        assert wait_for(lambda: len(ready) == 1)
-        time.sleep(1.0)
-        assert [e.path.name for e in ready] == ["B 2025-01-01 11h00.json"]
-    finally:
-        w.stop()
+    clock = Clock()
+    ready: list = []
+    w = Watcher(WatchConfig(dir=tmp_path, mode="poll", **FAST), ready.append,
+                lambda e, s: e.path.name.startswith("A"), clock=clock)
+    w.scan()
+    assert w.check(clock.step(FAST["quiescence_s"] + 0.1)) and w.check(clock.step(60.0)) == []
+    assert [e.path.name for e in ready] == ["B 2025-01-01 11h00.json"]
 
 
 def test_a_cytoclus_set_waits_for_all_of_its_files(tmp_path):
@@ -89,24 +114,26 @@ def test_a_cytoclus_set_waits_for_all_of_its_files(tmp_path):
     files = cytoclus_writer.write(staging, s, builders.particles(s, n=10))
     watched = tmp_path / "watched"
     watched.mkdir()
-    w, ready = run_watcher(watched, "poll")
-    try:
-        for f in files:  # Info, Images/, Listmode, Pulses: one after the other, 0.5 s apart
-            target = watched / f.name
-            if f.is_dir():
-                target.mkdir()
-                for img in f.iterdir():
-                    (target / img.name).write_bytes(img.read_bytes())
-            else:
-                target.write_bytes(f.read_bytes())
-            time.sleep(0.5)
-            if f is not files[-1]:
-                assert ready == []
-        assert wait_for(lambda: len(ready) == 1)
-        assert ready[0].kind == "cytoclus" and ready[0].path.name.endswith("_Pulses.csv")
-        assert len(ready[0].files) == 4
-    finally:
-        w.stop()
+    clock = Clock()
+    ready: list = []
+    w = Watcher(WatchConfig(dir=watched, mode="poll", **FAST), ready.append, lambda e, s: False, clock=clock)
+    for f in files:  # Info, Images/, Listmode, Pulses: one after the other, 0.5 s apart
+        target = watched / f.name
+        if f.is_dir():
+            target.mkdir()
+            for img in f.iterdir():
+                (target / img.name).write_bytes(img.read_bytes())
+        else:
+            target.write_bytes(f.read_bytes())
+        w.scan()
+        w.check(clock.step(0.5))
+        if f is not files[-1]:
+            assert ready == []
+    w.scan()
+    w.check(clock.step(FAST["quiescence_s"]))
+    assert len(ready) == 1
+    assert ready[0].kind == "cytoclus" and ready[0].path.name.endswith("_Pulses.csv")
+    assert len(ready[0].files) == 4
 
 
 def test_mode_is_chosen_from_the_filesystem(tmp_path):
@@ -131,15 +158,15 @@ def test_a_stable_but_cut_short_file_waits_then_is_given_up_on(tmp_path):
     cut = tmp_path / "Cut 2025-01-01 10h00.json"
     cut.write_bytes(data[: len(data) // 2])
     ready: list = []
+    clock = Clock()
     w = Watcher(WatchConfig(dir=tmp_path, mode="poll", give_up_s=3.0, **FAST), ready.append,
-                lambda e, s: False)
-    w.start()
-    try:
-        time.sleep(2.0)
-        assert ready == []  # stable for 2 s > quiescence, but not whole
-        assert wait_for(lambda: len(ready) == 1, 5.0)  # given up on after give_up_s
-    finally:
-        w.stop()
+                lambda e, s: False, clock=clock)
+    w.scan()
+    for _ in range(8):  # 2 s in steps: stable for longer than the quiet period, but not whole
+        w.check(clock.step(0.25))
+    assert ready == []
+    w.check(clock.step(1.01))  # give_up_s after it went quiet: taken as it is
+    assert len(ready) == 1
 
 
 def test_looks_complete_checks_the_content(tmp_path):
