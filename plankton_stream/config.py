@@ -122,7 +122,8 @@ class ClassifyConfig:
     """k-NN against the gallery."""
 
     k: int = 5
-    fusion: Literal["score", "pool", "embed"] = "score"  # how image and profile combine
+    # how image and profile combine; auto: the rule that classifies the gallery best (leave-one-out)
+    fusion: Literal["auto", "score", "pool", "embed"] = "auto"
     open_set_quantile: float = 0.95  # of the gallery's own neighbour distances -> "unknown"
 
 

@@ -47,6 +47,15 @@ class Gallery:
     listmode: np.ndarray | None = None  # (N, F) listmode features, NaN where not exported
     listmode_features: tuple[str, ...] = ()
     listmode_scale: np.ndarray | None = None  # (F,) per-feature spread (knn.feature_scale)
+    rule: str = ""  # the fusion rule in use: `fusion`, or the one "auto" chose (calibrate)
+    fusion_loo: dict[str, float] = field(default_factory=dict)  # "auto": each rule's LOO accuracy
+
+    @property
+    def fusion_rule(self) -> str:
+        rule = self.rule or (self.fusion if self.fusion != "auto" else "score")
+        if rule == "embed" and not (self.has_image.all() and self.has_profile is None):
+            return "score"  # embedding fusion needs both modalities on every entry
+        return rule
 
     @property
     def profile_rows(self) -> np.ndarray:
@@ -129,11 +138,16 @@ def calibrate(g: Gallery) -> Gallery:
         near["combined"] = 0.5 * (near["profile"] + near["image"])
     for mode, values in near.items():
         t[mode] = knn.threshold(values, g.quantile)
-    alpha = 0.5
+    alpha, rule, loo = 0.5, (g.fusion if g.fusion != "auto" else "score"), {}
     if "combined" in near:
         rows = np.flatnonzero(g.has_image & _has_profile(g))
-        alpha = knn.choose_alpha(g.image[rows], g.profile[rows], g.labels[rows], len(g.classes), g.k)
-    return replace(g, thresholds=t, alpha=alpha)
+        if g.fusion == "auto":
+            embed_ok = bool(g.has_image.all() and g.has_profile is None)
+            rule, alpha, loo = knn.choose_fusion(g.image[rows], g.profile[rows], g.labels[rows],
+                                                 len(g.classes), g.k, embed_ok)
+        else:
+            alpha = knn.choose_alpha(g.image[rows], g.profile[rows], g.labels[rows], len(g.classes), g.k)
+    return replace(g, thresholds=t, alpha=alpha, rule=rule, fusion_loo=loo)
 
 
 def with_settings(g: Gallery, k: int, fusion: str, quantile: float) -> Gallery:
@@ -241,7 +255,7 @@ def _votes(g: Gallery, mode: str, rows: np.ndarray, profile, image, listmode) ->
         return knn.knn(profile[rows], g.profile[prows], g.labels[prows], n, g.k)
     if mode == "image":
         return knn.knn(image[rows], g.image[irows], g.labels[irows], n, g.k)
-    fusion = g.fusion if (g.fusion != "embed" or (g.has_image.all() and g.has_profile is None)) else "score"
+    fusion = g.fusion_rule
     if fusion == "embed":
         return knn.fuse(image[rows], g.image, g.labels, profile[rows], g.profile, g.labels, n, g.k, "embed")
     return knn.fuse(image[rows], g.image[irows], g.labels[irows], profile[rows], g.profile[prows],
@@ -257,7 +271,7 @@ def save(g: Gallery, path: str | Path) -> Path:
     header = {"format_version": 1, "model_id": g.model_id, "classes": list(g.classes),
               "keys": [list(k) for k in g.keys], "k": g.k, "fusion": g.fusion,
               "quantile": g.quantile, "thresholds": g.thresholds, "alpha": g.alpha, "info": g.info,
-              "listmode_features": list(g.listmode_features)}
+              "listmode_features": list(g.listmode_features), "rule": g.rule, "fusion_loo": g.fusion_loo}
     arrays: dict[str, np.ndarray] = {"labels": g.labels, "has_image": g.has_image,
                                      "header": np.asarray(json.dumps(header))}
     if g.profile is not None:
@@ -291,7 +305,8 @@ def load(path: str | Path) -> Gallery:
                    header["quantile"], {k: float(v) for k, v in header["thresholds"].items()},
                    header.get("info", {}), float(header.get("alpha", 0.5)), arrays.get("has_profile"),
                    listmode, tuple(header.get("listmode_features", ())),
-                   knn.feature_scale(listmode) if listmode is not None else None)
+                   knn.feature_scale(listmode) if listmode is not None else None,
+                   str(header.get("rule", "")), dict(header.get("fusion_loo", {})))
 
 
 def check_listmode(g: Gallery, features: tuple[str, ...]) -> None:

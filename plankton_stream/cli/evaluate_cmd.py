@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shots", type=_ints, default=(1, 2, 5, 10, 20, 50), help="e.g. 1,5,20")
     p.add_argument("--repeats", type=int, default=5, help="random galleries per size")
     p.add_argument("--k", type=_ints, default=None, help="k values, e.g. 1,3,5 (first is headline)")
-    p.add_argument("--fusion", choices=("score", "pool", "embed"), default=None)
+    p.add_argument("--fusion", choices=("auto", "score", "pool", "embed"), default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", type=Path, default=None, help="write plots + summary.md here")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -103,10 +103,13 @@ def run_show(args: argparse.Namespace) -> int:
 
 def _describe(g: gal.Gallery, path: Path) -> str:
     lines = [f"{path}: {len(g)} entries, {len(g.classes)} classes, model {g.model_id}, "
-             f"k={g.k}, fusion {g.fusion}"]
+             f"k={g.k}, fusion {g.fusion}" + (f" -> {g.fusion_rule}" if g.fusion == "auto" else "")]
     lines += [f"  {name:24s} {n}" for name, n in g.counts().items()]
     lines.append("  open-set thresholds: " + ", ".join(f"{m} {t:.3f}" for m, t in g.thresholds.items()))
     lines.append(f"  fusion weight of images (leave-one-out on the gallery): {g.alpha:.1f}")
+    if g.fusion_loo:
+        lines.append("  fusion rules, leave-one-out accuracy on the gallery: "
+                     + ", ".join(f"{r} {a:.3f}" for r, a in g.fusion_loo.items()))
     lines.append(f"  listmode features: {', '.join(g.listmode_features)}" if g.listmode is not None
                  else "  listmode features: none (exports without pulses or images cannot be "
                       "classified; rebuild the gallery)")

@@ -31,7 +31,7 @@ class Protocol:
     repeats: int = 5
     ks: tuple[int, ...] = (1, 3, 5)
     k: int = 5  # the k of the headline table
-    fusion: str = "score"
+    fusion: str = "auto"  # the service's default: chosen on each gallery (knn.choose_fusion)
     held_out: int = 2  # classes left out of the gallery for the open-set AUROC
     open_set_shots: int = 10
     seed: int = 0
