@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--max-minutes", type=float, help="stop and save after this long")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this model's weights (station adaptation: continue a shipped model "
+                        "on a station's own unlabelled files, e.g. with --max-minutes 10); its "
+                        "architecture and preprocessing are kept")
     p.add_argument("--baseline", type=Path, default=None,
                    help="also train the image-only SimCLR baseline (same data, same budget) here")
     p.add_argument("--keep-checkpoint", action="store_true",
@@ -45,10 +49,16 @@ def _training_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from plankton_stream.training.pretrain import pretrain
+    from plankton_stream.training.pretrain import adapting, pretrain
 
     root = load_config(args.config)
     cfg = _training_config(args)
+    init = None
+    if args.init is not None:
+        from plankton_stream.artifacts import load_artifact
+
+        init = load_artifact(args.init)
+        cfg = adapting(cfg, init)
     data = prepare_dirs(args.data, cfg.preprocess, root.ingest, cache_dir(args)).with_profiles()
     for skipped in data.skipped:
         print(f"skipped: {skipped}", file=sys.stderr)
@@ -56,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(data)} particles in {len(data.files)} files; {pairs} image-profile pairs", file=sys.stderr)
     provenance = {"command": "plankton-stream " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                   "data": file_digests(data.files), "particles": len(data)}
-    art = pretrain(data, cfg, args.out, provenance, resume=args.resume, progress=not args.quiet)
+    art = pretrain(data, cfg, args.out, provenance, resume=args.resume, progress=not args.quiet, init=init)
     _finish(args.out, args.keep_checkpoint or art.manifest["training"]["stopped_early"])
     print(f"model {art.model_id} -> {args.out}")
     if args.baseline is not None:

@@ -4,14 +4,16 @@ every other combination in the batch is not. No labels are used.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from plankton_stream.artifacts import ModelArtifact, save_artifact
+from plankton_stream.artifacts import ModelArtifact, load_state, save_artifact
 from plankton_stream.config import TrainConfig, to_dict
+from plankton_stream.errors import ModelError
 from plankton_stream.models.crossmodal import CrossModalModel
 from plankton_stream.training import augment
 from plankton_stream.training.data import ParticleSet
@@ -28,16 +30,31 @@ def paired(data: ParticleSet) -> ParticleSet:
     return data.subset(np.flatnonzero(data.has_image))
 
 
+def adapting(cfg: TrainConfig, init: ModelArtifact) -> TrainConfig:
+    """The training config for continuing from `init`: its architecture and preprocessing
+    (the weights only fit those), the rest (budget, learning rate, seed) as configured."""
+    if init.kind != "crossmodal":
+        raise ModelError(f"{init.path}: --init needs a cross-modal model (this one is {init.kind})")
+    return dataclasses.replace(cfg, model=init.spec, preprocess=init.preprocess)
+
+
 def pretrain(data: ParticleSet, cfg: TrainConfig, out: Path, provenance: dict[str, Any],
-             resume: bool = False, progress: bool = True, name: str = "crossmodal") -> ModelArtifact:
-    """Train the cross-modal model on the imaged particles of `data`; save an artefact."""
+             resume: bool = False, progress: bool = True, name: str = "crossmodal",
+             init: ModelArtifact | None = None) -> ModelArtifact:
+    """Train the cross-modal model on the imaged particles of `data`; save an artefact.
+    With `init`, start from that model's weights (station adaptation: a shipped model
+    continues on a station's own unlabelled files; `cfg` must come from `adapting`)."""
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     pairs = paired(data)
     t = _tensors(pairs, device)
-    model = CrossModalModel(cfg.model, cfg.preprocess).to(device)
+    model = CrossModalModel(cfg.model, cfg.preprocess)
+    if init is not None:
+        model.load_state_dict(load_state(init))
+        provenance = {**provenance, "init": init.model_id}
+    model = model.to(device)
     aug = augment.AugmentSpec()
     log_scale = cfg.preprocess.log_scale
 

@@ -93,3 +93,27 @@ def test_simclr_baseline_uses_the_same_images_and_budget(data, tmp_path):
     t = art.manifest["training"]
     assert t["images"] == int(data.has_image.sum()) and t["steps"] == 2 * (t["images"] // 32)
     assert np.isfinite(t["epoch_losses"]).all()
+
+
+def test_init_continues_from_a_model_with_its_architecture_and_says_so(data, tmp_path):
+    """Station adaptation: `--init` starts from the given weights (not from scratch), keeps
+    the model's architecture and preprocessing whatever the config says, and records it."""
+    import dataclasses
+
+    from plankton_stream.training.pretrain import adapting
+
+    base = pretrain(data, tiny_training(epochs=2), tmp_path / "base", {}, progress=False)
+    other = tiny_training(epochs=1)
+    other = dataclasses.replace(other, model=dataclasses.replace(other.model, embed_dim=8))  # ignored
+    cfg = adapting(other, base)
+    assert cfg.model == base.spec and cfg.preprocess == base.preprocess
+    zero_lr = dataclasses.replace(cfg, lr=0.0, warmup_frac=0.0)
+    same = pretrain(data, zero_lr, tmp_path / "same", {}, progress=False, init=base)
+    for key, value in weights(tmp_path / "base").items():  # lr 0: still exactly the initial weights
+        if "running_" not in key and "num_batches" not in key:  # batch-norm statistics do move
+            assert torch.equal(value, weights(tmp_path / "same")[key]), key
+    adapted = pretrain(data, cfg, tmp_path / "adapted", {}, progress=False, init=base)
+    assert adapted.manifest["training"]["init"] == base.model_id
+    first = adapted.manifest["training"]["epoch_losses"][0]
+    fresh = pretrain(data, tiny_training(epochs=1), tmp_path / "fresh", {}, progress=False)
+    assert first < fresh.manifest["training"]["epoch_losses"][0]  # it starts where the base ended
