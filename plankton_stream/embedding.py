@@ -21,6 +21,14 @@ class Embeddings:
     listmode: np.ndarray | None = None  # (N, F) listmode features (not embedded: carried along)
 
 
+def concat(a: Embeddings, b: Embeddings) -> Embeddings:
+    """Rows of `a`, then rows of `b` (two sets of files embedded by the same model)."""
+    def cat(x, y):
+        return None if x is None or y is None else np.concatenate([x, y])
+    return Embeddings(cat(a.image, b.image), cat(a.profile, b.profile), cat(a.has_image, b.has_image),
+                      cat(a.has_profile, b.has_profile), cat(a.listmode, b.listmode))
+
+
 def embed_set(engine: Engine, data: ParticleSet, batch: int = 256) -> Embeddings:
     image = profile = None
     has_profile = np.ones(len(data), bool) if data.has_profile is None else data.has_profile.copy()

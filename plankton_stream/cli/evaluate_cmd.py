@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=_ints, default=None, help="k values, e.g. 1,3,5 (first is headline)")
     p.add_argument("--fusion", choices=("auto", "score", "pool", "embed"), default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gallery-data", type=Path, nargs="+", default=None,
+                   help="draw the galleries from these folders (e.g. another instrument's files) and "
+                        "classify --data against them; the same-files result is reported beside it")
     p.add_argument("--report", type=Path, default=None, help="write plots + summary.md here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run)
@@ -44,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
     ks = args.k or (cfg.classify.k, 1, 3)
     proto = Protocol(shots=args.shots, repeats=args.repeats, ks=tuple(dict.fromkeys(ks)), k=ks[0],
                      fusion=args.fusion or cfg.classify.fusion, seed=args.seed)
-    ev = evaluate(args.data, labels_from(args), model, baseline, proto, cfg.ingest, cache_dir(args))
+    labels = labels_from(args)
+    if args.gallery_data:
+        labels = {**labels_from(argparse.Namespace(labels=args.labels, data=args.gallery_data)), **labels}
+    ev = evaluate(args.data, labels, model, baseline, proto, cfg.ingest, cache_dir(args), args.gallery_data)
     if args.report is not None:
         from plankton_stream.evaluation.report import write_report
 

@@ -12,7 +12,7 @@ from plankton_stream.artifacts import ModelArtifact
 from plankton_stream.backends import open_engine
 from plankton_stream.backends.torch_backend import random_engine
 from plankton_stream.config import IngestConfig
-from plankton_stream.embedding import Embeddings, embed_set
+from plankton_stream.embedding import Embeddings, concat, embed_set
 from plankton_stream.errors import GalleryError
 from plankton_stream.evaluation.protocol import Outcome, Protocol, run
 from plankton_stream.knn import FUSIONS
@@ -31,13 +31,53 @@ class Evaluation:
 
 
 def evaluate(dirs: list[Path], labels: Labels, model: ModelArtifact, baseline: ModelArtifact | None,
-             proto: Protocol, ingest: IngestConfig, cache_dir: Path | None) -> Evaluation:
+             proto: Protocol, ingest: IngestConfig, cache_dir: Path | None,
+             gallery_dirs: list[Path] | None = None) -> Evaluation:
+    """The protocol on `dirs`. With `gallery_dirs` (e.g. another instrument's files), galleries
+    are drawn there and queries come from `dirs`; the same-files result on `gallery_dirs` is
+    reported beside it (`same_files`), so the cost of crossing instruments reads directly."""
     data = prepare_dirs(dirs, model.preprocess, ingest, cache_dir)
+    gdata = prepare_dirs(gallery_dirs, model.preprocess, ingest, cache_dir) if gallery_dirs else None
     classes = sorted(set(labels.values()))
-    y = np.asarray([classes.index(labels[k]) if k in labels else -1 for k in data.keys])
+    y = _labels_of(data, labels, classes)
+    emb, base, floor = _embed(model, baseline, data, dirs, ingest, cache_dir)
+    if gdata is None:
+        outcome = run(y, classes, emb, base, floor, proto)
+        return Evaluation(_summary(outcome, proto, model, baseline, data, y, classes), outcome, data,
+                          y, classes, emb)
+    gy = _labels_of(gdata, labels, classes)
+    g_emb, g_base, g_floor = _embed(model, baseline, gdata, gallery_dirs, ingest, cache_dir)
+    both = lambda a, b: None if a is None or b is None else concat(a, b)  # noqa: E731
+    ally = np.concatenate([gy, y])
+    in_gallery_files = np.r_[np.ones(len(gy), bool), np.zeros(len(y), bool)]
+    cross = run(ally, classes, concat(g_emb, emb), both(g_base, base), both(g_floor, floor), proto,
+                gallery_pool=in_gallery_files, query_pool=~in_gallery_files)
+    same = run(gy, classes, g_emb, g_base, g_floor, proto)
+    summary = _summary(cross, proto, model, baseline, data, y, classes)
+    summary["gallery_data"] = {"files": len(gdata.files), "particles": len(gdata),
+                               "skipped_files": gdata.skipped}
+    summary["same_files"] = same.results
+    summary["cross_minus_same"] = {
+        s: round(v["mean"] - same.results["combined"][s]["mean"], 4)
+        for s, v in cross.results.get("combined", {}).items()
+        if v.get("mean") is not None and (same.results.get("combined", {}).get(s) or {}).get("mean") is not None}
+    return Evaluation(summary, cross, data, y, classes, emb)
+
+
+def _labels_of(data: ParticleSet, labels: Labels, classes: list[str]) -> np.ndarray:
+    y = np.asarray([classes.index(labels[k]) if k in labels else -1 for k in data.keys], dtype=int)
     if (y >= 0).sum() == 0:
+        if data.skipped:  # the files were there but could not be used: say why, not "no labels"
+            raise GalleryError("no particle could be used: " + "; ".join(data.skipped[:5])
+                               + (f" (and {len(data.skipped) - 5} more)" if len(data.skipped) > 5 else ""))
         raise GalleryError("none of the particles in the data has a label: check that the labels "
                            "name the same samples (file names) and particle ids")
+    return y
+
+
+def _embed(model: ModelArtifact, baseline: ModelArtifact | None, data: ParticleSet, dirs: list[Path],
+           ingest: IngestConfig, cache_dir: Path | None) -> tuple[Embeddings, Embeddings | None, Embeddings]:
+    """The model's, the baseline's (aligned to `data`) and the random floor's embeddings."""
     with open_engine(model) as engine:
         emb = embed_set(engine, data)
     base = None
@@ -48,9 +88,7 @@ def evaluate(dirs: list[Path], labels: Labels, model: ModelArtifact, baseline: M
             base = _align(embed_set(engine, bdata), bdata.keys, data.keys)
     with random_engine(model) as engine:
         floor = embed_set(engine, data)
-    outcome = run(y, classes, emb, base, floor, proto)
-    return Evaluation(_summary(outcome, proto, model, baseline, data, y, classes), outcome, data,
-                      y, classes, emb)
+    return emb, base, floor
 
 
 def _align(e: Embeddings, keys: list, want: list) -> Embeddings:

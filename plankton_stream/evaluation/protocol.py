@@ -47,37 +47,48 @@ class Outcome:
 
 
 def run(labels: np.ndarray, classes: list[str], model: Embeddings, baseline: Embeddings | None,
-        random: Embeddings | None, proto: Protocol) -> Outcome:
-    """`labels`: (N,) class index per particle, -1 for unlabelled."""
+        random: Embeddings | None, proto: Protocol, gallery_pool: np.ndarray | None = None,
+        query_pool: np.ndarray | None = None) -> Outcome:
+    """`labels`: (N,) class index per particle, -1 for unlabelled. Galleries are drawn from
+    `gallery_pool` rows and queries come from `query_pool` rows (default: all rows, i.e. the
+    same files) - e.g. a gallery from one instrument's files, queries from another's."""
     out = Outcome()
+    everywhere = np.ones(len(labels), bool)
+    gpool = everywhere if gallery_pool is None else gallery_pool
+    qpool = everywhere if query_pool is None else query_pool
     raw: dict[int, dict[str, dict[int, list[float]]]] = {k: {} for k in proto.ks}
     for shots in proto.shots:
         for r in range(proto.repeats):
             rng = np.random.default_rng([proto.seed, shots, r])
-            gallery_rows, included, small = _draw(labels, model.has_image, shots, rng)
+            gallery_rows, included, small = _draw(labels, model.has_image, shots, rng, gpool)
             out.skipped[str(shots)] = [classes[c] for c in small]
             if len(included) < 2:
                 continue
             for k in proto.ks:
-                accs = _accuracies(labels, gallery_rows, included, model, baseline, random, k, proto)
+                accs = _accuracies(np.where(qpool | gpool, labels, -1), gallery_rows, included, model,
+                                   baseline, random, k, proto, qpool)
                 for mode, value in accs.items():
                     raw[k].setdefault(mode, {}).setdefault(shots, []).append(value)
                 if k == proto.k and r == 0 and shots == max(proto.shots):
-                    out.confusion = _confusion(labels, gallery_rows, included, model, k, proto, classes)
+                    out.confusion = _confusion(labels, gallery_rows, included, model, k, proto, classes, qpool)
     for k, modes in raw.items():
         table = {m: {str(s): _stats(v) for s, v in per.items()} for m, per in modes.items()}
         out.by_k[str(k)] = table
         if k == proto.k:
             out.results = table
-    out.open_set = open_set(labels, classes, model, proto)
+    if gallery_pool is None and query_pool is None:  # open set: within one set of files
+        out.open_set = open_set(labels, classes, model, proto)
     return out
 
 
-def _draw(labels: np.ndarray, has_image: np.ndarray, shots: int, rng: np.random.Generator):
-    """Gallery rows: `shots` imaged particles of each class that can spare them (shots + 1)."""
+def _draw(labels: np.ndarray, has_image: np.ndarray, shots: int, rng: np.random.Generator,
+          pool: np.ndarray | None = None):
+    """Gallery rows: `shots` imaged particles (from `pool`) of each class that can spare them
+    (shots + 1); the classes that cannot are listed, not silently dropped."""
     rows, included, small = [], [], []
+    pool = np.ones(len(labels), bool) if pool is None else pool
     for c in np.unique(labels[labels >= 0]):
-        imaged = np.flatnonzero((labels == c) & has_image)
+        imaged = np.flatnonzero((labels == c) & has_image & pool)
         if len(imaged) < shots + 1:
             small.append(int(c))
             continue
@@ -87,8 +98,8 @@ def _draw(labels: np.ndarray, has_image: np.ndarray, shots: int, rng: np.random.
 
 
 def _accuracies(labels, gallery_rows, included, model: Embeddings, baseline, random, k: int,
-                proto: Protocol) -> dict[str, float]:
-    is_query = np.isin(labels, included)
+                proto: Protocol, query_pool: np.ndarray) -> dict[str, float]:
+    is_query = np.isin(labels, included) & query_pool
     is_query[gallery_rows] = False
     imaged = np.flatnonzero(is_query & model.has_image)
     plain = np.flatnonzero(is_query & ~model.has_image)
@@ -133,8 +144,8 @@ def _acc(g: gal.Gallery, e: Embeddings, rows: np.ndarray, truth: np.ndarray, mod
     return float((predicted == truth).mean())
 
 
-def _confusion(labels, gallery_rows, included, model, k, proto, classes) -> dict:
-    is_query = np.isin(labels, included)
+def _confusion(labels, gallery_rows, included, model, k, proto, classes, query_pool) -> dict:
+    is_query = np.isin(labels, included) & query_pool
     is_query[gallery_rows] = False
     rows = np.flatnonzero(is_query & model.has_image)
     g = _gallery(model, labels, gallery_rows, k, proto.fusion)

@@ -141,6 +141,18 @@ def summary_markdown(s: dict) -> str:
     if s.get("combined_minus_baseline"):
         lines.append("Combined minus the image-only baseline: "
                      + ", ".join(f"{k} shots {v:+.3f}" for k, v in s["combined_minus_baseline"].items()))
+    if s.get("same_files"):
+        lines += ["", f"Galleries from other files ({s['gallery_data']['particles']} particles in "
+                  f"{s['gallery_data']['files']} files; e.g. another instrument), queries from the data "
+                  "above. The same protocol with gallery and queries from the gallery's own files:", "",
+                  "| mode | " + " | ".join(f"{k} shots" for k in shots) + " |", "|---|" + "---|" * len(shots)]
+        for mode in ("combined", "image", "profile"):
+            per = s["same_files"].get(mode, {})
+            lines.append(f"| {mode} (same files) | " + " | ".join(
+                f"{per[k]['mean']:.3f}" if per.get(k, {}).get("mean") is not None else "–" for k in shots) + " |")
+        lines.append("")
+        lines.append("Combined, other files minus same files: "
+                     + ", ".join(f"{k} shots {v:+.3f}" for k, v in s["cross_minus_same"].items()))
     os_ = s.get("open_set") or {}
     if os_.get("auroc"):
         lines += ["", f"Open set ({os_['gallery_shots']} shots, {len(os_['held_out'][0])} classes held "
