@@ -49,11 +49,17 @@ class ChannelMap:
     """
 
     wanted: tuple[str, ...]
-    sources: tuple[tuple[int, ...], ...]
+    sources: tuple[tuple[int, ...], ...]  # () for a channel the file lacks (masked: no signal)
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(w for w, idx in zip(self.wanted, self.sources) if not idx)
 
     def select(self, pulses: np.ndarray) -> np.ndarray:
-        """(C_file, L) -> (C_wanted, L), float32."""
+        """(C_file, L) -> (C_wanted, L), float32; a missing channel reads as 0 mV (no signal),
+        what the encoders saw for a dropped band in training."""
         rows = [
+            np.zeros(pulses.shape[1], np.float32) if not idx else
             pulses[idx[0]] if len(idx) == 1 else pulses[list(idx)].mean(axis=0)
             for idx in self.sources
         ]
@@ -74,8 +80,10 @@ def resolve_channels(
     wanted: Sequence[str],
     aliases: Mapping[str, Sequence[str]],
     derive: Mapping[str, Sequence[str]] | None = None,
+    optional: Sequence[str] = (),
 ) -> ChannelMap:
-    """Map the `wanted` canonical channels onto a file's channels `written`."""
+    """Map the `wanted` canonical channels onto a file's channels `written`. A wanted
+    channel in `optional` that the file lacks is masked (no source) instead of an error."""
     index: dict[str, int] = {}
     for i, name in enumerate(written):
         canonical = canonical_name(name, aliases)
@@ -89,6 +97,9 @@ def resolve_channels(
         parts = tuple((derive or {}).get(channel, ()))
         if parts and all(p in index for p in parts):
             sources.append(tuple(index[p] for p in parts))
+            continue
+        if channel in optional:
+            sources.append(())
             continue
         raise ChannelError(
             f"channel {channel} is not in this export (it has: {', '.join(written) or 'none'}). "

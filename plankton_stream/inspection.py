@@ -39,12 +39,15 @@ def summarise(path: str | Path, cfg: IngestConfig | None = None, check_images: b
     cfg, spec = cfg or IngestConfig(), spec or PreprocessSpec()
     reading = read_any(the_export(Path(path)), cfg)
     sample = reading.sample
-    channel_problem = None
+    channel_problem, masked = None, ()
     try:
         if sample.has_pulses:
-            channel_map(sample, spec, cfg)
+            masked = channel_map(sample, spec, cfg).missing
     except ChannelError as exc:
         channel_problem = str(exc)
+    if masked:  # classified anyway, but the operator should know
+        channel_problem = (f"no {', '.join(masked)} in this export: the model masks it and classifies "
+                           "from the other channels (see `evaluate --channels` for what that costs)")
     lengths: list[int] = []
     images = 0
     plan = dict.fromkeys(PLAN, 0)
@@ -63,7 +66,7 @@ def summarise(path: str | Path, cfg: IngestConfig | None = None, check_images: b
                 images += 1
             else:
                 errors.append(problem.as_dict())
-        plan[_route(item, imaged, channel_problem is None, spec, cfg, gallery_listmode)] += 1
+        plan[_route(item, imaged, channel_problem is None or bool(masked), spec, cfg, gallery_listmode)] += 1
     return {
         "path": str(path),
         "format": sample.format,
@@ -78,6 +81,7 @@ def summarise(path: str | Path, cfg: IngestConfig | None = None, check_images: b
         "sets": list(sample.sets),
         "plan": plan,
         "channel_problem": channel_problem,
+        "masked_channels": list(masked),
         "channels": list(sample.channels),
         "analysed_volume_ul": sample.analysed_volume_ul,
         "pumped_volume_ul": sample.pumped_volume_ul,

@@ -52,9 +52,11 @@ class Prepared:
 
 
 def channel_map(sample: Sample, spec: PreprocessSpec, ingest: IngestConfig) -> ChannelMap:
-    """Which of the sample's channels feed the model (raises ChannelError if one is missing)."""
+    """Which of the sample's channels feed the model; a missing channel is masked unless the
+    model requires it (then ChannelError)."""
+    optional = [c for c in spec.channels if c not in spec.required_channels]
     return resolve_channels(sample.channels, spec.channels, ingest.channels.aliases,
-                            ingest.channels.derive)
+                            ingest.channels.derive, optional)
 
 
 def prepare_particle(p: Particle, sample: Sample, cmap: ChannelMap | None, spec: PreprocessSpec,

@@ -63,6 +63,9 @@ class PreprocessSpec:
     image_size: int = 64  # the reference uses 224
     crop_top_px: int = 0  # some datasets carry an info strip at the top (the reference: 25)
     size_scale_um: float = 500.0  # metadata: log1p(µm) / log1p(size_scale_um)
+    # channels a file must have; the others, when missing, are masked as "no signal" (the
+    # encoders learn that from the band drop in training) and the file is classified anyway
+    required_channels: tuple[str, ...] = ("FWS",)
 
     @property
     def profile_meta_dim(self) -> int:

@@ -41,10 +41,18 @@ def test_image_keeps_aspect_pads_with_edges_and_records_size():
     np.testing.assert_allclose(meta, np.log1p([20 * 0.3, 40 * 0.3]) / np.log1p(500), rtol=1e-6)
 
 
-def test_missing_channel_is_a_clear_error():
+def test_a_missing_required_channel_is_a_clear_error_and_others_are_masked():
     sample = builders.sample(channels=("FWS", "SWS", "FL Red"))
-    with pytest.raises(ChannelError, match="FL_YELLOW"):
-        channel_map(sample, SPEC, IngestConfig())
+    cmap = channel_map(sample, SPEC, IngestConfig())  # FL Yellow, FL Orange: not required
+    assert set(cmap.missing) == {c for c in SPEC.channels if c not in ("FWS", "SWS", "FL_RED")}
+    pulses = np.arange(3 * 7, dtype=np.float32).reshape(3, 7) + 1
+    chosen = cmap.select(pulses)
+    for i, c in enumerate(SPEC.channels):  # a masked channel is no signal (0 mV), the rest as written
+        expected = np.zeros(7) if c in cmap.missing else pulses[("FWS", "SWS", "FL_RED").index(c)]
+        np.testing.assert_array_equal(chosen[i], expected)
+    no_fws = builders.sample(channels=("SWS", "FL Red"))
+    with pytest.raises(ChannelError, match="FWS"):
+        channel_map(no_fws, SPEC, IngestConfig())
 
 
 @pytest.mark.parametrize("fixture", ["sim_crops", "sim_frames"])

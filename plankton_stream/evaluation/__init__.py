@@ -14,6 +14,7 @@ from plankton_stream.backends.torch_backend import random_engine
 from plankton_stream.config import IngestConfig
 from plankton_stream.embedding import Embeddings, concat, embed_set
 from plankton_stream.errors import GalleryError
+from plankton_stream.evaluation.ablation import channel_ablation
 from plankton_stream.evaluation.protocol import Outcome, Protocol, run
 from plankton_stream.knn import FUSIONS
 from plankton_stream.labels import Labels
@@ -32,7 +33,7 @@ class Evaluation:
 
 def evaluate(dirs: list[Path], labels: Labels, model: ModelArtifact, baseline: ModelArtifact | None,
              proto: Protocol, ingest: IngestConfig, cache_dir: Path | None,
-             gallery_dirs: list[Path] | None = None) -> Evaluation:
+             gallery_dirs: list[Path] | None = None, ablate: bool = False) -> Evaluation:
     """The protocol on `dirs`. With `gallery_dirs` (e.g. another instrument's files), galleries
     are drawn there and queries come from `dirs`; the same-files result on `gallery_dirs` is
     reported beside it (`same_files`), so the cost of crossing instruments reads directly."""
@@ -43,8 +44,11 @@ def evaluate(dirs: list[Path], labels: Labels, model: ModelArtifact, baseline: M
     emb, base, floor = _embed(model, baseline, data, dirs, ingest, cache_dir)
     if gdata is None:
         outcome = run(y, classes, emb, base, floor, proto)
-        return Evaluation(_summary(outcome, proto, model, baseline, data, y, classes), outcome, data,
-                          y, classes, emb)
+        summary = _summary(outcome, proto, model, baseline, data, y, classes)
+        if ablate and emb.profile is not None:
+            shots = 5 if 5 in proto.shots else max(proto.shots)
+            summary["channels_removed"] = channel_ablation(model, data, emb, y, classes, proto, shots)
+        return Evaluation(summary, outcome, data, y, classes, emb)
     gy = _labels_of(gdata, labels, classes)
     g_emb, g_base, g_floor = _embed(model, baseline, gdata, gallery_dirs, ingest, cache_dir)
     both = lambda a, b: None if a is None or b is None else concat(a, b)  # noqa: E731
@@ -130,7 +134,8 @@ def _summary(o: Outcome, proto: Protocol, model: ModelArtifact, baseline: ModelA
                  "labelled": int(labelled.sum()),
                  "labelled_imaged": int((labelled & data.has_image).sum()),
                  "classes": {c: int((y == i).sum()) for i, c in enumerate(classes)},
-                 "skipped_files": data.skipped},
+                 "skipped_files": data.skipped,
+                 "masked_channels": data.masked},
         "too_small_for_shots": o.skipped,
         "protocol": dataclasses.asdict(proto),
     }

@@ -153,6 +153,19 @@ def summary_markdown(s: dict) -> str:
         lines.append("")
         lines.append("Combined, other files minus same files: "
                      + ", ".join(f"{k} shots {v:+.3f}" for k, v in s["cross_minus_same"].items()))
+    masked = s["data"].get("masked_channels") or {}
+    if masked:
+        lines += ["", f"Channels masked (not in the export, classified from the others) in {len(masked)} "
+                  "file(s): " + "; ".join(sorted({", ".join(v) for v in masked.values()}))]
+    ab = s.get("channels_removed")
+    if ab:
+        lines += ["", f"Each channel removed from every profile ({ab['shots']} shots; combined / profile "
+                  f"accuracy; intact {_pair(ab['intact'])}):", "",
+                  "| channel removed | combined | profile | classes that lose most (combined) |", "|---|---|---|---|"]
+        for ch, acc in ab["removed"].items():
+            worst = sorted(ab["per_class"].get(ch, {}).items(), key=lambda kv: kv[1])[:3]
+            lines.append(f"| {ch} | {_fmt(acc['combined'])} | {_fmt(acc['profile'])} | "
+                         + ", ".join(f"{c} {d:+.2f}" for c, d in worst if d < 0) + " |")
     os_ = s.get("open_set") or {}
     if os_.get("auroc"):
         lines += ["", f"Open set ({os_['gallery_shots']} shots, {len(os_['held_out'][0])} classes held "
@@ -160,3 +173,11 @@ def summary_markdown(s: dict) -> str:
                   f"calibrated threshold {os_['unknown_detected']['mean']:.2f} of held-out particles are "
                   f"flagged unknown and {os_['known_rejected']['mean']:.2f} of known ones are."]
     return "\n".join(lines) + "\n"
+
+
+def _fmt(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def _pair(acc: dict) -> str:
+    return f"{_fmt(acc.get('combined'))} / {_fmt(acc.get('profile'))}"

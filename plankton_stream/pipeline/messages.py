@@ -74,6 +74,7 @@ class SampleEvent:
     # 0: the first; n > 0: the export changed after it was read (a writer paused past the
     # quiet period) and was read again - this one supersedes revisions below n
     revision: int = 0
+    notes: list[str] = field(default_factory=list)  # e.g. a channel the export lacks (masked)
 
 
 @dataclass(frozen=True)

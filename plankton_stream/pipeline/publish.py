@@ -64,11 +64,17 @@ class Publisher:
     published: int = 0
     samples_done: int = 0
     last_lag_s: float | None = None
+    notes: dict[str, str] = field(default_factory=dict)  # note -> latest sample with it (status)
     _open: dict[str, _Open] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- inputs
 
     def begin(self, b: FileBegin) -> None:
+        for note in b.notes:  # shown in status while recent (the last few distinct notes)
+            self.notes.pop(note, None)
+            self.notes[note] = b.sample_id
+            while len(self.notes) > 5:
+                self.notes.pop(next(iter(self.notes)))
         earlier = self._open.get(b.path)
         if earlier is not None and earlier.end is not None:
             # read again (it changed) before the earlier read finished: this read covers the
@@ -240,4 +246,4 @@ class Publisher:
             triggered=b.triggered, saved=b.saved,
             per_ml_triggered_scale=round(scale, 6) if scale else None,
             model_id=self.model_id, gallery_id=self.gallery_id,
-            unclassified=counts.get("unclassified", 0), sets=list(b.sets))
+            unclassified=counts.get("unclassified", 0), sets=list(b.sets), notes=list(b.notes))

@@ -19,6 +19,7 @@ import numpy as np
 from plankton_stream import failpoints
 from plankton_stream import gallery as gal
 from plankton_stream.backends import Engine
+from plankton_stream.channels import ChannelMap
 from plankton_stream.config import IngestConfig
 from plankton_stream.errors import ChannelError
 from plankton_stream.formats import read_any
@@ -44,6 +45,7 @@ class FileBegin:
     volume_note: str = ""  # why analysed_volume_ul is None, when it is
     sets: list[str] = field(default_factory=list)  # export sets read as this measurement
     files: list[str] = field(default_factory=list)  # every file of the export (quarantine)
+    notes: list[str] = field(default_factory=list)  # what the operator should know (masked channels)
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def ingest(path: Path, spec: PreprocessSpec, cfg: IngestConfig, complete_at: flo
     file = str(path)
     yield FileBegin(file, s.sample_id, s.start.isoformat() if s.start else None, s.duration_s,
                     s.analysed_volume_ul, s.triggered, s.saved, complete_at, s.volume_note,
-                    list(s.sets), [str(f) for f in s.extra.get("files", [file])])
+                    list(s.sets), [str(f) for f in s.extra.get("files", [file])], masked_note(cmap))
     skip = skip or set()
     rows: list[Prepared] = []
     good = failed = 0
@@ -160,6 +162,13 @@ def ingest(path: Path, spec: PreprocessSpec, cfg: IngestConfig, complete_at: flo
     if rows:
         yield batch_of(rows, complete_at, spec)
     yield FileEnd(file, s.sample_id, good, failed)
+
+
+def masked_note(cmap: ChannelMap | None) -> list[str]:
+    if cmap is None or not cmap.missing:
+        return []
+    return [f"no {', '.join(cmap.missing)} in this export: classified from the other channels "
+            f"(missing ones count as no signal)"]
 
 
 def batch_of(rows: list[Prepared], born: float, spec: PreprocessSpec) -> PreparedBatch:

@@ -227,7 +227,8 @@ class PublishSide:
             queues=dict(view.queues), drops=dict(self.health.drops),
             lag_s=p.last_lag_s if p else None, state=view.state,
             replay_endpoint=self.cfg.publish.replay_endpoint, engine=self.engine,
-            notes=list(view.notes) + [f"disk full: {s} waiting for space" for s in self.health.waiting_for_space()])
+            notes=list(view.notes) + [f"disk full: {s} waiting for space" for s in self.health.waiting_for_space()]
+            + ([f"{sample}: {note}" for note, sample in p.notes.items()] if p else []))
         self.last_status = event
         return event
 

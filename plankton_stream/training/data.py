@@ -26,7 +26,7 @@ from plankton_stream.particles import Particle
 from plankton_stream.preprocess import channel_map, prepare_particle
 from plankton_stream.specs import PreprocessSpec
 
-CACHE_VERSION = 2  # 2: listmode features and has_profile
+CACHE_VERSION = 3  # 2: listmode features and has_profile; 3: masked channels
 
 
 @dataclass
@@ -43,6 +43,7 @@ class ParticleSet:
     skipped: list[str]  # files that could not be used, with the reason
     listmode: np.ndarray | None = None  # (N, F) listmode features (NaN where not exported)
     has_profile: np.ndarray | None = None  # (N,) bool; profiles are zeros where False
+    masked: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # file -> channels it lacks
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -119,6 +120,7 @@ def _prepare_one(path: Path, spec: PreprocessSpec, ingest: IngestConfig) -> dict
         "images": images, "image_meta": image_meta, "has_image": has_image,
         "listmode": np.stack([r.listmode for r in rows]) if rows else
         np.zeros((0, len(spec.listmode_features)), np.float32),
+        "masked": np.asarray(cmap.missing if cmap is not None else (), dtype=str),
     }
 
 
@@ -131,6 +133,7 @@ def _cache_path(path: Path, spec: PreprocessSpec, ingest: IngestConfig, cache_di
 
 def _stack(parts: list[dict], spec: PreprocessSpec, files: list[str]) -> ParticleSet:
     skipped = [str(s) for p in parts for s in p.get("skipped", [])]
+    masked = {f: [str(c) for c in p["masked"]] for f, p in zip(files, parts) if len(p.get("masked", ()))}
     parts = [p for p in parts if "skipped" not in p]
     if not parts:
         s, c, length = spec.image_size, len(spec.channels), spec.profile_length
@@ -143,7 +146,7 @@ def _stack(parts: list[dict], spec: PreprocessSpec, files: list[str]) -> Particl
            ("profiles", "profile_meta", "images", "image_meta", "has_image", "listmode", "has_profile")}
     return ParticleSet(keys, cat["profiles"], cat["profile_meta"], cat["images"],
                        cat["image_meta"], cat["has_image"], files, skipped, cat["listmode"],
-                       cat["has_profile"])
+                       cat["has_profile"], masked)
 
 
 def prepare_dirs(dirs: list[Path], spec: PreprocessSpec, ingest: IngestConfig,

@@ -46,5 +46,34 @@ def test_evaluate_gallery_data_reports_cross_beside_same_instrument_and_names_ch
     assert set(summary["same_files"]["combined"]) == set(summary["results"]["combined"]) == {"1", "2"}
     assert summary["gallery_data"]["particles"] == 160 and summary["data"]["particles"] == 160
     assert set(summary["cross_minus_same"]) == {"1", "2"}
-    assert main(["evaluate", "--data", str(tmp_path / "no-orange"), *common]) == 2
-    assert "FL_ORANGE" in capsys.readouterr().err  # the channel problem, not "no labels"
+    # an instrument without FL Orange: classified from the other channels, and said so
+    assert main(["evaluate", "--data", str(tmp_path / "no-orange"), *common]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["data"]["particles"] == 160
+    assert list(summary["data"]["masked_channels"].values()) == [["FL_ORANGE"]]
+    # what each channel is worth, on the reference files
+    assert main(["evaluate", "--data", str(tmp_path / "reference"), "--channels", *common]) == 0
+    ablation = json.loads(capsys.readouterr().out)["channels_removed"]
+    assert set(ablation["removed"]) == {"FWS", "SWS", "FL_YELLOW", "FL_ORANGE", "FL_RED"}
+    assert all(v["profile"] is not None for v in ablation["removed"].values())
+    assert ablation["shots"] == 2 and set(ablation["per_class"]["FL_ORANGE"])
+
+
+def test_an_export_lacking_a_channel_is_classified_by_the_service_with_a_note(tmp_path, capsys):
+    """`inspect` names the missing channel; the stage path classifies every particle and the
+    sample's FileBegin carries the note the sample event and status show."""
+    from plankton_stream.config import IngestConfig
+    from plankton_stream.formats import find_exports
+    from plankton_stream.artifacts import load_artifact
+    from plankton_stream.pipeline import stages
+
+    simulate_to_disk(RunPlan(tmp_path, seed=6), SimSettings(particles=40, image_fraction=0.3, frames="crop",
+                                                            instrument="no-orange"))
+    path = find_exports(tmp_path)[0]
+    assert main(["inspect", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["masked_channels"] == ["FL_ORANGE"] and "FL_ORANGE" in report["channel_problem"]
+    items = list(stages.ingest(path, load_artifact(None).preprocess, IngestConfig(), 0.0))
+    begin, end = items[0], items[-1]
+    assert "FL_ORANGE" in begin.notes[0] and end.good == 40
+    assert sum(len(b) for b in items if isinstance(b, stages.PreparedBatch)) == 40

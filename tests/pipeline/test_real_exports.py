@@ -67,6 +67,9 @@ def _stage(root: Path) -> tuple[Path, dict[str, dict]]:
         fmt="cytoclus", clus_variant=ClusVariant(sets=(DEFAULT_SET, ALL_IMAGED), info=False, pulses=False,
                                                  listmode_params=("Total",), settings=True, exif=True,
                                                  mosaic=True))
+    # an instrument without an FL Orange detector: classified from the other channels, said so
+    sim("json-no-orange", SimSettings(particles=120, image_fraction=0.2, station="Orangeless",
+                                      instrument="no-orange", **FRAMES))
     return out, expect
 
 
@@ -155,6 +158,9 @@ def test_one_service_takes_every_kind_of_export_at_once_and_keeps_running(tmp_pa
         for p in listener.of("particle"):
             if p["sample_id"] == gates["sample_id"]:
                 assert DEFAULT_SET in p["sets"] and (ALL_IMAGED in p["sets"]) == (p["modality"] == "image")
+        orangeless = next(s for s in listener.of("sample") if s["sample_id"].startswith("Orangeless"))
+        assert orangeless["classified"] == 120 and "FL_ORANGE" in orangeless["notes"][0]
+        assert any("FL_ORANGE" in n for s in listener.of("status") for n in s["notes"])
         assert proc.poll() is None, "the service stopped"
     finally:
         listener.close()
