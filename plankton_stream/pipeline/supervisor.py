@@ -66,13 +66,13 @@ def supervise(cfg: Config, stage_command: list[str], notifier: Notifier | None =
     order = [("publish", []), ("classify", [])]
     order += [("encode", ["--worker", str(i)]) for i in range(cfg.pipeline.encode_workers)]
     order += [("ingest", [])]
+    stop = threading.Event()  # before any stage starts: a stop during start-up drains too
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     procs = []
     for name, extra in order:
         procs.append((name, subprocess.Popen(stage_command + [name] + extra + common, preexec_fn=_die_with_parent)))
-        time.sleep(0.3)  # binders first
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        stop.wait(0.3)  # binders first
     sub = zmq.Context.instance().socket(zmq.SUB)
     curve.as_client(sub, keys.as_client() if keys else None, cfg.publish.endpoint)  # the service's own pair
     sub.connect(cfg.publish.endpoint)
