@@ -40,7 +40,7 @@ from pathlib import Path
 from plankton_stream.failpoints import ENV as FAILPOINTS
 from plankton_stream.pipeline.messages import decode
 from plankton_stream.simulate import SimSettings, read_truth
-from tests.pipeline.service_helpers import Listener, replay_all, simulate, write_config
+from tests.pipeline.service_helpers import Listener, group_members, replay_all, simulate, write_config
 
 FAILPOINT_NAMES = ("ingest", "encode", "classify", "publish", "sent")
 Key = tuple[str, int]
@@ -110,19 +110,6 @@ def kill_group(proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 10
     while group_members(proc.pid) and time.monotonic() < deadline:  # stages die a moment later
         time.sleep(0.02)
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
 
 
 def _alive(pid: int) -> bool:

@@ -152,6 +152,19 @@ def settled(listener: "Listener", statuses: int = 3, timeout: float = 30.0) -> b
     return listener.wait(lambda l: len(l.of("status")) >= target, timeout)
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
 def kill9(proc: subprocess.Popen) -> None:
     """kill -9 the service and every stage process it started, as a power cut would."""
     with contextlib.suppress(ProcessLookupError):

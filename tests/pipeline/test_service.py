@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 from plankton_stream.simulate import SimSettings, read_truth
-from tests.pipeline.service_helpers import (SMALL, Listener, kill9, replay_all, simulate, start_service,
+from tests.pipeline.service_helpers import (SMALL, Listener, group_members, kill9, replay_all, simulate, start_service,
                                            stop_service, wait_ready, write_config)
 
 pytestmark = pytest.mark.slow
@@ -294,27 +294,12 @@ def test_a_killed_supervisor_leaves_no_stage_running(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 60
-        while _group_members(proc.pid) and time.monotonic() < deadline:
+        while group_members(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not _group_members(proc.pid), "stages outlived their supervisor"
+        assert not group_members(proc.pid), "stages outlived their supervisor"
     finally:
         listener.close()
         stop_service(proc, timeout=5)
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group, from /proc."""
-    from pathlib import Path
-
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
 
 
 def test_raw_cyz_files_go_through_the_converter(tmp_path):

@@ -108,7 +108,7 @@ def test_init_continues_from_a_model_with_its_architecture_and_says_so(data, tmp
     cfg = adapting(other, base)
     assert cfg.model == base.spec and cfg.preprocess == base.preprocess
     zero_lr = dataclasses.replace(cfg, lr=0.0, warmup_frac=0.0)
-    same = pretrain(data, zero_lr, tmp_path / "same", {}, progress=False, init=base)
+    pretrain(data, zero_lr, tmp_path / "same", {}, progress=False, init=base)
     for key, value in weights(tmp_path / "base").items():  # lr 0: still exactly the initial weights
         if "running_" not in key and "num_batches" not in key:  # batch-norm statistics do move
             assert torch.equal(value, weights(tmp_path / "same")[key]), key
