@@ -115,6 +115,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision on GPU
     threads: int = 0  # CPU threads for torch; 0: all cores
     max_minutes: float = 0.0  # stop (and save) after this long; 0: no limit
+    gain_augment: float = 1.0  # profiles: per-channel PMT gain in [1/g, g] during training; 1: off
 
 
 @dataclass(frozen=True)

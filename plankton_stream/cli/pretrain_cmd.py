@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile-encoder", choices=("cnn", "transformer", "lstm"))
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--max-minutes", type=float, help="stop and save after this long")
+    p.add_argument("--gain-augment", type=float,
+                   help="train with per-channel gains in [1/G, G] (robust to other instruments' PMT gains)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--init", type=Path, default=None,
                    help="start from this model's weights (station adaptation: continue a shipped model "
@@ -41,6 +43,7 @@ def _training_config(args: argparse.Namespace):
     cfg = load_config(args.config).training
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                  "seed": args.seed, "device": args.device, "max_minutes": args.max_minutes,
+                 "gain_augment": args.gain_augment,
                  "model.loss": args.loss, "model.profile.kind": args.profile_encoder}
     for dotted, value in overrides.items():
         if value is not None:

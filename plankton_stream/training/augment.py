@@ -2,7 +2,9 @@
 
 Images: random resized crop (area 0.8-1), brightness/contrast jitter, vertical flip.
 Profiles: per-band amplitude scaling (+-5 %, in signal units, i.e. before the log scaling),
-random band drop (a band set to "no signal"), a small random time stretch and shift.
+optionally a per-band PMT gain drawn log-uniformly in [1/g, g] (instruments and protocols
+differ by such gains: a gallery from one must match particles from another), random band
+drop (a band set to "no signal"), a small random time stretch and shift.
 Pairs: a *paired* horizontal flip - the image left-right and the profile reversed in time
 together, because the image's x axis is the flow direction the profile was sampled along.
 All randomness comes from one torch.Generator, so a seeded run is reproducible.
@@ -24,6 +26,7 @@ class AugmentSpec:
     contrast: float = 0.2
     vflip: float = 0.5
     amplitude: float = 0.05
+    gain: float = 1.0  # per-band gain in [1/gain, gain], log-uniform; 1: off
     band_drop: float = 0.25  # probability that a profile loses one band
     stretch: float = 1.05  # profiles are stretched by up to this factor, then cropped
     paired_flip: float = 0.5
@@ -62,6 +65,9 @@ def profiles(p: torch.Tensor, log_scale: float, spec: AugmentSpec, g: torch.Gene
     dev = p.device
     signal = torch.expm1((p + 1) * log_scale / 2)  # back to mV
     gain = 1 + spec.amplitude * (2 * torch.rand(b, c, 1, generator=g, device=dev) - 1)
+    if spec.gain > 1.0:
+        span = float(torch.log(torch.tensor(spec.gain)))
+        gain = gain * torch.exp(span * (2 * torch.rand(b, c, 1, generator=g, device=dev) - 1))
     p = 2 * torch.log1p(signal * gain) / log_scale - 1
     drop = torch.rand(b, generator=g, device=dev) < spec.band_drop
     band = torch.randint(0, c, (b,), generator=g, device=dev)

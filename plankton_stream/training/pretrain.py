@@ -55,7 +55,7 @@ def pretrain(data: ParticleSet, cfg: TrainConfig, out: Path, provenance: dict[st
         model.load_state_dict(load_state(init))
         provenance = {**provenance, "init": init.model_id}
     model = model.to(device)
-    aug = augment.AugmentSpec()
+    aug = augment.AugmentSpec(gain=cfg.gain_augment)
     log_scale = cfg.preprocess.log_scale
 
     def batch_loss(rows: np.ndarray, g: torch.Generator) -> torch.Tensor:

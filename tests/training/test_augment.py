@@ -49,3 +49,17 @@ def test_images_stay_in_range_and_shape():
     x = torch.rand(16, 32, 32) * 2 - 1
     out = augment.images(x, SPEC, gen())
     assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
+
+
+def test_gain_augmentation_scales_each_band_log_uniformly_within_its_range():
+    mv = torch.full((2000, 5, 30), 500.0)
+    p = 2 * torch.log1p(mv) / 8.92 - 1
+    spec = augment.AugmentSpec(stretch=1.0, band_drop=0.0, amplitude=0.0, gain=2.0)
+    out = augment.profiles(p, 8.92, spec, gen())
+    gains = torch.expm1((out[:, :, 15] + 1) * 8.92 / 2) / 500.0  # back to a factor per band
+    assert float(gains.min()) >= 0.5 - 1e-3 and float(gains.max()) <= 2.0 + 1e-3
+    logs = torch.log(gains)
+    assert abs(float(logs.mean())) < 0.03  # log-uniform around 1
+    assert float((gains[:, 0] - gains[:, 1]).abs().mean()) > 0.2  # bands drawn independently
+    off = augment.profiles(p, 8.92, augment.AugmentSpec(stretch=1.0, band_drop=0.0, amplitude=0.0), gen())
+    torch.testing.assert_close(off, p)
