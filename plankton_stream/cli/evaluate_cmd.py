@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=_ints, default=None, help="k values, e.g. 1,3,5 (first is headline)")
     p.add_argument("--fusion", choices=("auto", "score", "pool", "embed"), default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--before", type=Path, default=None,
+                   help="also evaluate this model (e.g. the one a station adapted from) on the same data "
+                        "and report after minus before")
     p.add_argument("--channels", action="store_true",
                    help="also report accuracy with each channel removed (what a missing detector costs)")
     p.add_argument("--gallery-data", type=Path, nargs="+", default=None,
@@ -54,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
         labels = {**labels_from(argparse.Namespace(labels=args.labels, data=args.gallery_data)), **labels}
     ev = evaluate(args.data, labels, model, baseline, proto, cfg.ingest, cache_dir(args), args.gallery_data,
                   ablate=args.channels)
+    if args.before is not None:
+        from plankton_stream.evaluation import compare
+
+        before = evaluate(args.data, labels, load_artifact(args.before), None, proto, cfg.ingest,
+                          cache_dir(args), args.gallery_data)
+        ev.summary["before"] = compare(before.summary, ev.summary)
     if args.report is not None:
         from plankton_stream.evaluation.report import write_report
 

@@ -68,6 +68,15 @@ def evaluate(dirs: list[Path], labels: Labels, model: ModelArtifact, baseline: M
     return Evaluation(summary, cross, data, y, classes, emb)
 
 
+def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The earlier model's results and after minus before, per mode and gallery size."""
+    diff = {mode: {s: round(v["mean"] - before["results"][mode][s]["mean"], 4)
+                   for s, v in per.items()
+                   if v.get("mean") is not None and (before["results"].get(mode, {}).get(s) or {}).get("mean") is not None}
+            for mode, per in after["results"].items() if mode in ("combined", "profile", "image")}
+    return {"model": before["model"], "results": before["results"], "after_minus_before": diff}
+
+
 def _labels_of(data: ParticleSet, labels: Labels, classes: list[str]) -> np.ndarray:
     y = np.asarray([classes.index(labels[k]) if k in labels else -1 for k in data.keys], dtype=int)
     if (y >= 0).sum() == 0:

@@ -153,6 +153,10 @@ def summary_markdown(s: dict) -> str:
         lines.append("")
         lines.append("Combined, other files minus same files: "
                      + ", ".join(f"{k} shots {v:+.3f}" for k, v in s["cross_minus_same"].items()))
+    if s.get("before"):
+        lines += ["", f"Against `{s['before']['model']}` on the same data (after minus before):"]
+        for mode, per in s["before"]["after_minus_before"].items():
+            lines.append(f"- {mode}: " + ", ".join(f"{k} shots {v:+.3f}" for k, v in per.items()))
     masked = s["data"].get("masked_channels") or {}
     if masked:
         lines += ["", f"Channels masked (not in the export, classified from the others) in {len(masked)} "

@@ -40,9 +40,12 @@ def test_evaluate_gallery_data_reports_cross_beside_same_instrument_and_names_ch
     settings = SimSettings(particles=160, image_fraction=0.5, frames="crop")
     simulate_to_disk(RunPlan(tmp_path, seed=5, instruments=("reference", "station-b", "no-orange")), settings)
     common = ["--shots", "1,2", "--repeats", "2", "--k", "3", "--baseline", "none", "--no-cache", "--json"]
+    from plankton_stream.artifacts import default_model_path
+
     assert main(["evaluate", "--data", str(tmp_path / "station-b"), "--gallery-data",
-                 str(tmp_path / "reference"), *common]) == 0
+                 str(tmp_path / "reference"), "--before", str(default_model_path()), *common]) == 0
     summary = json.loads(capsys.readouterr().out)
+    assert summary["before"]["after_minus_before"]["combined"] == {"1": 0.0, "2": 0.0}  # the same model
     assert set(summary["same_files"]["combined"]) == set(summary["results"]["combined"]) == {"1", "2"}
     assert summary["gallery_data"]["particles"] == 160 and summary["data"]["particles"] == 160
     assert set(summary["cross_minus_same"]) == {"1", "2"}
