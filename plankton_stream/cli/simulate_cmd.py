@@ -9,6 +9,7 @@ from plankton_stream.formats.cytoclus_writer import ClusVariant
 from plankton_stream.simulate import RunPlan, SimSettings, simulate_to_disk
 from plankton_stream.simulate.instruments import INSTRUMENTS, NAMINGS
 from plankton_stream.simulate.run import FORMATS
+from plankton_stream.simulate.species import COMMUNITIES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which simulated CytoSense writes the files; several (comma-separated) "
                         "write one subfolder each, same seed. Known: "
                         + "; ".join(f"{n}: {i.summary}" for n, i in INSTRUMENTS.items()).replace("%", "%%"))
+    p.add_argument("--community", choices=sorted(COMMUNITIES), default="default",
+                   help="which classes and how common: 'shapes' adds pairs that differ only in pulse "
+                        "shape (chloroplast at a pole or central; spined or smooth)")
     p.add_argument("--write-mbps", type=float, default=None,
                    help="throttle writing to this rate (MB/s), like a slow SMB share")
     clus = p.add_argument_group("CytoClus layout (with --format cytoclus), as operators export it")
@@ -56,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         frame_size=(int(width), int(height)),
         naming=args.naming or ("cefas" if clus else "cs2020"),
         instrument=args.instrument[0],
+        weights=dict(COMMUNITIES[args.community]),
     )
     plan = RunPlan(out=args.out, seed=args.seed, samples=args.samples, fmt=args.format,
                    interval_s=args.interval, write_mb_per_s=args.write_mbps,

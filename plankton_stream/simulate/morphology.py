@@ -74,7 +74,15 @@ def _flow_angle(rng: np.random.Generator, sd_deg: float = 8.0) -> float:
 
 def _round(sp, rng):
     d = _size(sp, rng)
-    return [Ellipsoid(0, 0, d / 2, d / 2 * rng.uniform(0.93, 1.0), rng.uniform(0, np.pi))], []
+    cells = [Ellipsoid(0, 0, d / 2, d / 2 * rng.uniform(0.93, 1.0), rng.uniform(0, np.pi))]
+    rods = []
+    if sp.spines:  # evenly around the cell, slightly irregular, a little longer than the radius
+        start = rng.uniform(0, 2 * np.pi)
+        for i in range(sp.spines):
+            t = start + 2 * np.pi * i / sp.spines + rng.normal(0, 0.1)
+            r0, sl = d / 2 * 0.9, d * rng.uniform(0.55, 0.75)
+            rods.append(Rod(r0 * np.cos(t), r0 * np.sin(t), (r0 + sl) * np.cos(t), (r0 + sl) * np.sin(t), 0.5))
+    return cells, rods
 
 
 def _bead(sp, rng):
@@ -287,7 +295,12 @@ def _ellipsoid(c: Ellipsoid, x0: float, y0: float, thick: np.ndarray, pig: np.nd
     inside = t > 0
     # chloroplasts / pigment texture: smooth random pattern, denser towards one end
     pattern = 0.7 + 0.3 * np.cos(u * rng.uniform(2, 4) + rng.uniform(0, 6)) + 0.15 * u
-    pig[rs, cs] += np.where(inside, t * c.pigment * np.clip(pattern, 0.2, None), 0).astype(np.float32)
+    pattern = np.clip(pattern, 0.2, None)
+    if sp.chloroplast != "spread":  # one plastid at a pole or in the middle, same total pigment
+        placed = np.exp(-((u - 0.6) ** 2) / 0.08) if sp.chloroplast == "end" else np.exp(-(u ** 2) / 0.08)
+        weight = np.where(inside, t, 0)
+        pattern = placed * float((weight * pattern).sum()) / max(float((weight * placed).sum()), 1e-9)
+    pig[rs, cs] += np.where(inside, t * c.pigment * pattern, 0).astype(np.float32)
     strength = sp.granularity * c.texture
     iy, ix = np.nonzero(inside)
     if strength > 0 and iy.size:  # organelles / pores: points, blurred once per particle

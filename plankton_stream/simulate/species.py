@@ -10,6 +10,12 @@ classes are paired on purpose, because that is why cross-modal learning matters:
   spheres; Emiliania's calcite plates make sidewards scatter soar, barely visible in images).
 Pigments: chlorophyll a -> FL Red; phycoerythrin -> FL Orange (some Yellow); phycocyanin ->
 FL Red/Orange; calibration-bead dye -> FL Yellow/Orange; detritus -> weak broad autofluorescence.
+
+The "shapes" community adds classes that differ only in the *shape* of their pulses - same
+size, same pigments, same totals: where the chloroplast sits in the cell (at one end vs in
+the middle: an asymmetric vs a centred FL Red pulse), and spines or none (side lobes on the
+scatter pulses). Listmode totals cannot tell them apart, so only a profile encoder that
+learned pulse shapes can: the test of whether profile pretraining buys anything.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class Species:
     calcite: float = 0.0  # coccoliths: strong side scatter
     absorb: float = 0.35  # image darkness per µm of thickness
     flagella: int = 0
+    chloroplast: str = "spread"  # spread (texture) | end (one pole) | centre: where pigment sits
+    spines: int = 0  # thin spines around the cell (scatter side lobes, faint in images)
     weight: float = 1.0  # relative abundance in a default sample
 
 
@@ -61,9 +69,24 @@ SPECIES: tuple[Species, ...] = (
             absorb=0.10, weight=5.0),
     Species("beads", "bead", (3.0, 0.03), 1.0, dye=40.0, granularity=0.0, absorb=0.45,
             weight=0.6),
+    # shape-only pairs (weight 0: only in the "shapes" community; appended last so the default
+    # community draws exactly as before)
+    Species("chloro_polar", "oval", (10.0, 1.0), 0.6, chl=1.0, granularity=0.3, absorb=0.22,
+            chloroplast="end", weight=0.0),
+    Species("chloro_central", "oval", (10.0, 1.0), 0.6, chl=1.0, granularity=0.3, absorb=0.22,
+            chloroplast="centre", weight=0.0),
+    Species("spined", "round", (8.0, 0.8), 1.0, chl=0.8, granularity=0.3, absorb=0.25, spines=8,
+            weight=0.0),
+    Species("smooth", "round", (8.0, 0.8), 1.0, chl=0.8, granularity=0.3, absorb=0.25, weight=0.0),
 )
 
 CLASS_NAMES: tuple[str, ...] = tuple(s.name for s in SPECIES)
+SHAPE_PAIRS = (("chloro_polar", "chloro_central"), ("spined", "smooth"))
+COMMUNITIES: dict[str, dict[str, float]] = {
+    "default": {s.name: s.weight for s in SPECIES},
+    # the default community plus the shape-only pairs, each as common as a mid-abundance taxon
+    "shapes": {**{s.name: s.weight for s in SPECIES}, **{n: 2.0 for pair in SHAPE_PAIRS for n in pair}},
+}
 
 
 def species_by_name(name: str) -> Species:

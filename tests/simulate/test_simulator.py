@@ -124,3 +124,30 @@ def test_stand_in_cyz_and_converter(tmp_path):
     bad.write_bytes(b"\x00\x01 a real .NET serialisation")
     with pytest.raises(ValueError, match="Cyz2Json"):
         cyz.unpack(bad.read_bytes())
+
+
+def test_shape_only_classes_differ_in_pulse_shape_not_in_totals():
+    """chloro_polar vs chloro_central: the same cell, the same total pigment; only where the
+    FL Red pulse peaks differs (a pole leads or trails, vs the middle)."""
+    import numpy as np
+
+    from plankton_stream.simulate.morphology import build_body
+    from plankton_stream.simulate.optics import Detectors, pulses
+    from plankton_stream.simulate.species import species_by_name
+
+    rng = np.random.default_rng(0)
+    det = Detectors()
+    stats = {}
+    for name in ("chloro_polar", "chloro_central"):
+        sp = species_by_name(name)
+        totals, offsets = [], []
+        for _ in range(150):
+            red = pulses(build_body(sp, rng), det, rng)[4]  # FL Red
+            signal = np.clip(red - det.baseline[4], 0, None)
+            centre = (np.arange(len(signal)) * signal).sum() / signal.sum()
+            totals.append(signal.sum())
+            offsets.append(abs(centre - (len(signal) - 1) / 2) / len(signal))
+        stats[name] = (np.median(totals), np.median(offsets))
+    (t_polar, off_polar), (t_central, off_central) = stats["chloro_polar"], stats["chloro_central"]
+    assert abs(t_polar / t_central - 1) < 0.15  # listmode totals cannot tell them apart
+    assert off_polar > 2 * off_central  # the pulse shape can
