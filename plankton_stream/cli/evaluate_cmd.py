@@ -16,6 +16,13 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
+def _pairs(text: str) -> list[tuple[str, str]]:
+    pairs = [tuple(p.split(":", 1)) for p in text.split(",") if p.strip()]
+    if any(len(p) != 2 or not all(p) for p in pairs):
+        raise argparse.ArgumentTypeError(f"pairs are A:B[,C:D], got {text!r}")
+    return pairs
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="few-shot accuracy per mode vs the image-only baseline")
     add_data_args(p, labels=True)
@@ -30,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--before", type=Path, default=None,
                    help="also evaluate this model (e.g. the one a station adapted from) on the same data "
                         "and report after minus before")
+    p.add_argument("--pairs", type=_pairs, default=None, metavar="A:B[,C:D]",
+                   help="accuracy within these class pairs, trained vs random weights (e.g. the "
+                        "simulator's shape-only pairs: chloro_polar:chloro_central,spined:smooth)")
     p.add_argument("--channels", action="store_true",
                    help="also report accuracy with each channel removed (what a missing detector costs)")
     p.add_argument("--gallery-data", type=Path, nargs="+", default=None,
@@ -56,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.gallery_data:
         labels = {**labels_from(argparse.Namespace(labels=args.labels, data=args.gallery_data)), **labels}
     ev = evaluate(args.data, labels, model, baseline, proto, cfg.ingest, cache_dir(args), args.gallery_data,
-                  ablate=args.channels)
+                  ablate=args.channels, pairs=args.pairs)
     if args.before is not None:
         from plankton_stream.evaluation import compare
 

@@ -15,6 +15,7 @@ from plankton_stream.config import IngestConfig
 from plankton_stream.embedding import Embeddings, concat, embed_set
 from plankton_stream.errors import GalleryError
 from plankton_stream.evaluation.ablation import channel_ablation
+from plankton_stream.evaluation.pairs import pair_table
 from plankton_stream.evaluation.protocol import Outcome, Protocol, run
 from plankton_stream.knn import FUSIONS
 from plankton_stream.labels import Labels
@@ -33,7 +34,8 @@ class Evaluation:
 
 def evaluate(dirs: list[Path], labels: Labels, model: ModelArtifact, baseline: ModelArtifact | None,
              proto: Protocol, ingest: IngestConfig, cache_dir: Path | None,
-             gallery_dirs: list[Path] | None = None, ablate: bool = False) -> Evaluation:
+             gallery_dirs: list[Path] | None = None, ablate: bool = False,
+             pairs: list[tuple[str, str]] | None = None) -> Evaluation:
     """The protocol on `dirs`. With `gallery_dirs` (e.g. another instrument's files), galleries
     are drawn there and queries come from `dirs`; the same-files result on `gallery_dirs` is
     reported beside it (`same_files`), so the cost of crossing instruments reads directly."""
@@ -45,6 +47,9 @@ def evaluate(dirs: list[Path], labels: Labels, model: ModelArtifact, baseline: M
     if gdata is None:
         outcome = run(y, classes, emb, base, floor, proto)
         summary = _summary(outcome, proto, model, baseline, data, y, classes)
+        if pairs:
+            shots = 5 if 5 in proto.shots else max(proto.shots)
+            summary["pairs"] = {"shots": shots, "table": pair_table(y, classes, emb, floor, proto, pairs, shots)}
         if ablate and emb.profile is not None:
             shots = 5 if 5 in proto.shots else max(proto.shots)
             summary["channels_removed"] = channel_ablation(model, data, emb, y, classes, proto, shots)

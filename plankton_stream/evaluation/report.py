@@ -157,6 +157,13 @@ def summary_markdown(s: dict) -> str:
         lines += ["", f"Against `{s['before']['model']}` on the same data (after minus before):"]
         for mode, per in s["before"]["after_minus_before"].items():
             lines.append(f"- {mode}: " + ", ".join(f"{k} shots {v:+.3f}" for k, v in per.items()))
+    if s.get("pairs"):
+        lines += ["", f"Within class pairs ({s['pairs']['shots']} shots), trained vs random weights:", "",
+                  "| pair | profile trained | profile random | combined trained | combined random |",
+                  "|---|---|---|---|---|"]
+        for pair, row in s["pairs"]["table"].items():
+            lines.append(f"| {pair} | {_fmt(row['profile']['trained'])} | {_fmt(row['profile']['random'])} | "
+                         f"{_fmt(row['combined']['trained'])} | {_fmt(row['combined']['random'])} |")
     masked = s["data"].get("masked_channels") or {}
     if masked:
         lines += ["", f"Channels masked (not in the export, classified from the others) in {len(masked)} "

@@ -52,3 +52,17 @@ def test_classes_too_small_for_the_gallery_are_skipped_not_crashing():
     assert "10" not in out.results.get("combined", {})
     assert len(out.skipped["10"]) == 5
     assert out.results["combined"]["1"]["mean"] == pytest.approx(out.results["combined"]["1"]["mean"])
+
+
+def test_pair_table_compares_trained_and_random_within_each_pair():
+    from plankton_stream.evaluation.pairs import pair_table
+
+    labels, trained = synthetic(n_classes=4, per=30, seed=2, image_spread=0.2, profile_spread=0.2)
+    rng = np.random.default_rng(9)
+    noise = Embeddings(unit(rng.normal(size=trained.image.shape)), unit(rng.normal(size=trained.profile.shape)),
+                       trained.has_image)
+    classes = ["a", "b", "c", "d"]
+    table = pair_table(labels, classes, trained, noise, Protocol(repeats=3, k=3), [("a", "b"), ("c", "x")], 5)
+    assert list(table) == ["a/b"]  # a pair with a class not in the data is left out
+    row = table["a/b"]["profile"]
+    assert row["trained"] > 0.9 and row["random"] < 0.75 and row["gain"] == pytest.approx(row["trained"] - row["random"])
