@@ -2,13 +2,16 @@
 and the end-to-end pipeline with the fastest backend.
 
 Backends tried (each skipped with its reason when unavailable on this machine):
-  torch fp32 (CPU), onnxruntime fp32 (CPU), torch fp16 (CUDA), onnxruntime fp32 (CUDA EP),
-  tensorrt fp32 / fp16 (CUDA; first build time reported).
-Ratios are against torch fp32 on the same device at the same batch size. The shipped default
+  torch fp32 (CPU), onnxruntime fp32 / int8 (CPU), torch fp16 (CUDA), onnxruntime fp32
+  (CUDA EP), tensorrt fp32 / fp16 (CUDA; first build time reported).
+Ratios are against torch fp32 on the same device at the same batch size; onnx int8 also
+against onnx fp32 (`vs_onnx_fp32`, batches 64 / 128), with the op types of its graphs.
+--int8-accuracy: also fp32 vs int8 on a simulated labelled set (5 shots per class, combined
+mode, gallery embedded by each precision; and int8 queries against the fp32 gallery). The shipped default
 model; inputs are random (speed does not depend on the values). Prints one JSON line; with
 --out, also writes it there (benchmarks/results/ keeps the GPU runs).
 
-    python benchmarks/engines.py [--seconds 1.0] [--pipeline] [--out FILE]
+    python benchmarks/engines.py [--seconds 1.0] [--pipeline] [--int8-accuracy] [--out FILE]
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 
 
 def candidates() -> list[tuple[str, str, str]]:
-    out = [("torch", "cpu", "fp32"), ("onnx", "cpu", "fp32")]
+    out = [("torch", "cpu", "fp32"), ("onnx", "cpu", "fp32"), ("onnx", "cpu", "int8")]
     try:
         import torch
 
@@ -73,6 +76,8 @@ def measure(seconds: float) -> dict:
                                                   rng.uniform(-1, 1, (b, *shape)).astype(np.float32),
                                                   rng.uniform(0, 1, (b, meta_dim)).astype(np.float32),
                                                   seconds), 1) for b in BATCHES}
+        if precision == "int8":
+            entry["op_types"] = op_types(engine)
         engine.close()
         results[name] = entry
     for name, entry in results.items():
@@ -80,7 +85,77 @@ def measure(seconds: float) -> dict:
         if "image" in entry and "image" in base and name != f"torch-{name.split('-')[1]}-fp32":
             entry["vs_torch_fp32"] = {m: {b: round(entry[m][b] / base[m][b], 2) for b in entry[m]}
                                       for m in ("image", "profile")}
+    int8, fp32 = results.get("onnx-cpu-int8", {}), results.get("onnx-cpu-fp32", {})
+    if "image" in int8 and "image" in fp32:
+        int8["vs_onnx_fp32"] = {m: {b: round(int8[m][b] / fp32[m][b], 2) for b in ("64", "128")}
+                                for m in ("image", "profile")}
     return results
+
+
+def op_types(engine) -> dict:
+    """Op types of each int8 graph after ONNX Runtime fused its QDQ pairs: which ops run int8
+    (QLinear*), which stayed float."""
+    import collections
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for modality, path in engine.paths.items():
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+            opts.optimized_model_filepath = f"{tmp}/{modality}.onnx"
+            ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            nodes = onnx.load(opts.optimized_model_filepath).graph.node
+            out[modality] = dict(collections.Counter(n.op_type for n in nodes).most_common())
+    return out
+
+
+def int8_accuracy(particles: int = 1500, shots: int = 5) -> dict:
+    """fp32 vs int8 ONNX on a simulated labelled set (calibrated on another simulated sample)."""
+    import tempfile
+
+    from plankton_stream import gallery as gal
+    from plankton_stream.artifacts import load_artifact
+    from plankton_stream.backends import open_engine
+    from plankton_stream.config import IngestConfig
+    from plankton_stream.formats import find_exports
+    from plankton_stream.pipeline.runner import DEFAULT_GALLERY
+    from plankton_stream.simulate import RunPlan, SimSettings, simulate_to_disk
+    from plankton_stream.simulate.run import read_truth
+    from plankton_stream.training.data import prepare_files
+
+    art = load_artifact(None)
+    with tempfile.TemporaryDirectory() as tmp:
+        simulate_to_disk(RunPlan(Path(tmp), seed=123), SimSettings(particles=particles, image_fraction=0.3,
+                                                                   frames="crop"))
+        data = prepare_files(find_exports(Path(tmp)), art.preprocess, IngestConfig(), cache_dir=None, workers=1)
+        truth = {k: v for f in data.files for k, v in read_truth(Path(f).with_suffix(".truth.csv")).items()}
+    labels = np.array([truth[k] for k in data.keys])
+    rng = np.random.default_rng(0)
+    pick = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:shots] for c in sorted(set(labels))])
+    rest = np.setdiff1d(np.arange(len(data)), pick)
+    rows = np.flatnonzero(data.has_image)
+    shipped, out, predicted = gal.load(DEFAULT_GALLERY), {}, {}
+    for precision in ("fp32", "int8"):
+        with open_engine(art, "onnx", "cpu", precision, CACHE / "engines") as engine:
+            prof = np.concatenate([engine.embed("profile", data.profiles[i:i + 128], data.profile_meta[i:i + 128])
+                                   for i in range(0, len(data), 128)])
+            image = np.zeros_like(prof)
+            image[rows] = engine.embed("image", data.images[rows], data.image_meta[rows])
+        g = gal.build(art.model_id, list(labels[pick]), [data.keys[i] for i in pick], prof[pick], image[pick],
+                      data.has_image[pick])
+        got = np.array(gal.classify(g, prof[rest], image[rest], data.has_image[rest]).labels)
+        out[f"{precision}_accuracy_{shots}_shots_pct"] = round(100 * float(np.mean(got == labels[rest])), 2)
+        predicted[precision] = gal.classify(shipped, prof, image, data.has_image).labels
+    out["accuracy_difference_points"] = round(out[f"int8_accuracy_{shots}_shots_pct"]
+                                              - out[f"fp32_accuracy_{shots}_shots_pct"], 2)
+    out["shipped_gallery_label_agreement"] = round(float(np.mean(
+        [a == b for a, b in zip(predicted["fp32"], predicted["int8"])])), 4)
+    out["particles"], out["evaluated"] = len(data), len(rest)
+    return out
 
 
 def device_name() -> str:
@@ -98,12 +173,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=1.0)
     p.add_argument("--pipeline", action="store_true", help="also run benchmarks/pipeline.py with the fastest backend")
+    p.add_argument("--int8-accuracy", action="store_true", help="also fp32 vs int8 accuracy (simulated, ~1 min)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     res = measure(args.seconds)
     usable = {n: e for n, e in res.items() if "image" in e}
     fastest = max(usable, key=lambda n: usable[n]["image"]["128"] + usable[n]["profile"]["128"])
     out = {"benchmark": "engines", "device": device_name(), "engines": res, "fastest": fastest}
+    if args.int8_accuracy:
+        out["int8_accuracy"] = int8_accuracy()
     if args.pipeline:
         backend = fastest.split("-")[0] if fastest.split("-")[0] in ("torch", "onnx") else "torch"
         done = subprocess.run([sys.executable, str(Path(__file__).with_name("pipeline.py")), "--kinds",

@@ -19,11 +19,15 @@ def open_engine(artifact: ModelArtifact, backend: str = "torch", device: str = "
                 calibration: dict | None = None, threads: int = 0) -> Engine:
     """An engine for the artefact. onnx / tensorrt compile what they need on first use and
     cache it under `engines_dir/<model id>/`. auto: ONNX Runtime when it is installed (3x the
-    image throughput of torch on CPUs), else torch; TensorRT only when asked for (its engines
-    take minutes to build)."""
+    image throughput of torch on CPUs), else torch; int8 always ONNX Runtime (on a GPU:
+    backend tensorrt); TensorRT only when asked for (its engines take minutes to build).
+    onnx int8: the models quantised by `compile --precision int8`, or quantised now with
+    `calibration` (prepared inputs per modality; None: a simulated sample, and a note)."""
     if backend == "auto":
-        backend = "onnx" if _has_onnxruntime() else "torch"
+        backend = "onnx" if precision == "int8" or _has_onnxruntime() else "torch"
     if backend == "torch":
+        if precision == "int8":
+            raise EngineError("int8 runs on backend onnx (CPU) or tensorrt (GPU), not torch")
         from plankton_stream.backends.torch_backend import TorchEngine
 
         return TorchEngine.from_artifact(artifact, device, precision, threads)
@@ -35,7 +39,14 @@ def open_engine(artifact: ModelArtifact, backend: str = "torch", device: str = "
     if backend == "onnx":
         from plankton_stream.backends.onnx_backend import OnnxEngine
 
-        return OnnxEngine(onnx, artifact.model_id, device, precision, threads)
+        if precision != "int8":
+            return OnnxEngine(onnx, artifact.model_id, device, precision, threads)
+        if device != "cpu":
+            raise EngineError("onnx int8 runs on the CPU; on a GPU use backend tensorrt for int8")
+        from plankton_stream.backends.onnx_quant import int8_models
+
+        paths, notes = int8_models(artifact, engines_dir, calibration)
+        return OnnxEngine(paths, artifact.model_id, device, precision, threads, notes)
     from plankton_stream.backends.tensorrt_backend import TensorRTEngine
 
     return TensorRTEngine(onnx, artifact.model_id, device, precision, max_batch, calibration)

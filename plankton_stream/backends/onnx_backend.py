@@ -1,6 +1,7 @@
 """ONNX Runtime engine: CPU, or CUDA when onnxruntime-gpu sees a GPU.
 
-fp32 only: half precision on a GPU is what the TensorRT and torch CUDA backends are for.
+fp32, or int8 on the CPU (models quantised by onnx_quant.py, chosen by open_engine): half
+precision on a GPU is what the TensorRT and torch CUDA backends are for.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ def _ort():
 
 class OnnxEngine(Closing):
     def __init__(self, paths: dict, model_id: str, device: str = "cpu", precision: str = "fp32",
-                 threads: int = 0) -> None:
+                 threads: int = 0, notes: list[str] | None = None) -> None:
         ort = _ort()
-        if precision != "fp32":
-            raise EngineError(f"the onnx backend runs fp32; for {precision} use backend tensorrt "
-                              f"(or torch on CUDA for fp16)")
+        if precision not in ("fp32", "int8"):
+            raise EngineError(f"the onnx backend runs fp32 (and int8 on the CPU); for {precision} use "
+                              f"backend tensorrt (or torch on CUDA for fp16)")
         available = ort.get_available_providers()
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in available:
@@ -41,6 +42,9 @@ class OnnxEngine(Closing):
         if threads:
             opts.intra_op_num_threads = threads
         self.model_id = model_id
+        self.precision = precision
+        self.notes = list(notes or [])  # what the operator should know (reported in STATUS)
+        self.paths = dict(paths)
         self.modalities = tuple(paths)
         self.sessions = {m: ort.InferenceSession(str(p), opts, providers=providers) for m, p in paths.items()}
         self.providers = {m: s.get_providers()[0] for m, s in self.sessions.items()}

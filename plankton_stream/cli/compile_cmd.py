@@ -1,4 +1,5 @@
-"""`plankton-stream compile`: ONNX export, and TensorRT engines built from it."""
+"""`plankton-stream compile`: ONNX export, int8 ONNX models quantised from it (CPU), and
+TensorRT engines built from it."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engines", type=Path, default=None, help="where engines go (pipeline.engines_dir)")
     p.add_argument("--into-model", action="store_true",
                    help="onnx: write the export into the model directory (<model>/onnx), shipped with it")
-    p.add_argument("--calib", type=Path, nargs="+", default=None,
-                   help="INT8: export files (folders) whose particles calibrate the ranges")
+    p.add_argument("--calib", "--data", type=Path, nargs="+", default=None,
+                   help="INT8: export files (folders) whose particles calibrate the ranges "
+                        "(onnx without it: a small simulated sample, said so in the output)")
     p.add_argument("--config", default=None)
     p.set_defaults(handler=run)
 
@@ -36,13 +38,15 @@ def run(args: argparse.Namespace) -> int:
     engines = args.engines or cfg.pipeline.engines_dir
     folder = engine_dir(model, engines)
     started = time.monotonic()
+    if args.backend == "onnx" and args.precision == "int8":
+        return _onnx_int8(args, model, cfg, engines, started)
     if args.backend == "onnx":
         paths = export(model, model.path / "onnx" if args.into_model else folder)
         print(json.dumps({"backend": "onnx", "model": model.model_id,
                           "files": {m: str(p) for m, p in paths.items()},
                           "seconds": round(time.monotonic() - started, 1)}))
         return 0
-    calibration = _calibration(args, model, cfg) if args.precision == "int8" else None
+    calibration = _calibration(args, model, cfg)[0] if args.precision == "int8" else None
     with open_engine(model, "tensorrt", args.device, args.precision, engines, args.max_batch,
                      calibration) as engine:  # building (or finding) the plans is the point
         pass
@@ -54,14 +58,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibration(args: argparse.Namespace, model, cfg) -> dict:
-    """Prepared inputs from real export files, per modality, for INT8 calibration."""
-    from plankton_stream.errors import ConfigError
-    from plankton_stream.training.data import prepare_dirs
+def _onnx_int8(args: argparse.Namespace, model, cfg, engines: Path, started: float) -> int:
+    """Quantise both encoders now (replacing a cached int8 model) and say what calibrated them."""
+    from plankton_stream.backends.onnx_export import engine_dir, onnx_models
+    from plankton_stream.backends.onnx_quant import METHOD, quantise
 
-    if not args.calib:
-        raise ConfigError("int8 needs --calib FOLDER (export files representative of the water you measure)")
-    data = prepare_dirs(args.calib, model.preprocess, cfg.ingest)
-    rows = data.has_image
-    return {"profile": (data.profiles[:512], data.profile_meta[:512]),
-            "image": (data.images[rows][:512], data.image_meta[rows][:512])}
+    calibration, source = _calibration(args, model, cfg, simulated_ok=True)
+    paths = quantise(model, onnx_models(model, engines), engine_dir(model, engines), calibration, source)
+    print(json.dumps({"backend": "onnx", "model": model.model_id, "precision": "int8", "method": METHOD,
+                      "calibration": source, "simulated_calibration": not args.calib,
+                      "calibration_rows": {m: len(calibration[m][0]) for m in paths},
+                      "files": {m: str(p) for m, p in paths.items()},
+                      "seconds": round(time.monotonic() - started, 1)}))
+    return 0
+
+
+def _calibration(args: argparse.Namespace, model, cfg, simulated_ok: bool = False) -> tuple[dict, str]:
+    """Prepared inputs per modality for INT8 calibration, and where they came from: the export
+    files of --calib, else (ONNX only) a small seeded simulated sample."""
+    from plankton_stream.backends import calibration
+    from plankton_stream.errors import ConfigError
+
+    if args.calib:
+        return calibration.from_exports(args.calib, model.preprocess, cfg.ingest)
+    if simulated_ok:
+        return calibration.simulated(model.preprocess)
+    raise ConfigError("int8 needs --calib FOLDER (export files representative of the water you measure)")

@@ -1,11 +1,15 @@
 """Backends give the same embeddings and labels as PyTorch, whatever the batch size.
 
-CPU (always): torch vs ONNX Runtime. GPU (skipped here, with the reason): TensorRT fp16 and
-torch CUDA fp16 vs torch fp32 on CPU. Uses the shipped default model and gallery on a
+CPU (always): torch vs ONNX Runtime; ONNX Runtime int8 (static, calibrated on a simulated
+sample other than the test's) vs fp32, with looser bounds, since quantisation moves embeddings.
+GPU (skipped here, with the reason): TensorRT fp16 and torch CUDA fp16 vs torch fp32 on CPU. Uses the shipped default model and gallery on a
 freshly simulated sample.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +21,7 @@ from plankton_stream.config import IngestConfig
 from plankton_stream.formats import find_exports
 from plankton_stream.pipeline.runner import DEFAULT_GALLERY
 from plankton_stream.simulate import RunPlan, SimSettings, simulate_to_disk
+from plankton_stream.simulate.run import read_truth
 from plankton_stream.training.data import prepare_files
 
 MAX_BATCH = 64
@@ -89,6 +94,83 @@ def test_onnx_export_is_rebuilt_for_another_model(sample, tmp_path):
     (folder / "profile.onnx").write_bytes(b"corrupted")
     paths = onnx_models(art, engines)  # stale file: exported again, never used broken
     assert paths["profile"].stat().st_size > 1000 and paths["profile"].parent == folder
+
+
+@pytest.fixture(scope="module")
+def int8_and_fp32(sample, tmp_path_factory):
+    """int8 quantised on first use (no compile, no calibration data: a simulated sample with
+    another seed calibrates) and the fp32 reference, each embedding the sample at batch 64."""
+    pytest.importorskip("onnxruntime.quantization",
+                        reason="onnxruntime not installed (pip install 'plankton-stream[onnx]')")
+    art, data, _ = sample
+    engines = tmp_path_factory.mktemp("engines")
+    int8 = open_engine(art, "onnx", precision="int8", engines_dir=engines)
+    fp32 = open_engine(art, "onnx", engines_dir=engines)
+    return int8, fp32, embed_all(int8, data, MAX_BATCH), embed_all(fp32, data, MAX_BATCH), engines
+
+
+def test_int8_onnx_keeps_the_shipped_gallery_labels_for_every_batch_size(sample, int8_and_fp32):
+    # serving: the gallery was embedded by fp32 when it was built; only the queries are int8
+    _, data, g = sample
+    int8, _, quantised, reference, _ = int8_and_fp32
+    assert any("simulated" in n for n in int8.notes)  # it says what calibrated it
+    (rp, ri), (qp, qi) = reference, quantised
+    cos_p, cos_i = (rp * qp).sum(axis=1), (ri * qi).sum(axis=1)
+    # measured: mean 0.999+, worst profile 0.9895 (a particle brighter than any calibrated on)
+    assert min(cos_p.min(), cos_i.min()) >= 0.98 and min(cos_p.mean(), cos_i.mean()) >= 0.998, \
+        f"cosine min {cos_p.min():.4f} / {cos_i.min():.4f}, mean {cos_p.mean():.4f} / {cos_i.mean():.4f}"
+    fp32_labels = labels_of(g, data, rp, ri)
+    for batch in (1, 7, MAX_BATCH):
+        emb = quantised if batch == MAX_BATCH else embed_all(int8, data, batch)
+        same = np.mean([a == b for a, b in zip(fp32_labels, labels_of(g, data, *emb))])
+        assert same >= 0.99, f"int8 batch {batch}: only {same:.1%} of fp32's labels"
+
+
+def test_int8_onnx_few_shot_accuracy_is_within_a_point_of_fp32(sample, int8_and_fp32):
+    # a gallery embedded by the int8 engine itself (5 shots per class), combined mode
+    art, data, _ = sample
+    _, _, quantised, reference, _ = int8_and_fp32
+    truth = {}
+    for export in data.files:
+        truth.update(read_truth(Path(export).with_suffix(".truth.csv")))
+    labels = np.array([truth[k] for k in data.keys])
+    shots = np.concatenate([np.flatnonzero(labels == c)[:5] for c in sorted(set(labels))])
+    rest = np.setdiff1d(np.arange(len(data)), shots)
+    acc = {}
+    for name, (prof, img) in (("fp32", reference), ("int8", quantised)):
+        image = np.zeros_like(prof)
+        image[np.flatnonzero(data.has_image)] = img
+        g = gal.build(art.model_id, list(labels[shots]), [data.keys[i] for i in shots], prof[shots],
+                      image[shots], data.has_image[shots])
+        got = gal.classify(g, prof[rest], image[rest], data.has_image[rest]).labels
+        acc[name] = 100 * np.mean(np.array(got) == labels[rest])
+    print(f"few-shot accuracy fp32 {acc['fp32']:.2f} % int8 {acc['int8']:.2f} % ({len(rest)} particles)")
+    assert abs(acc["int8"] - acc["fp32"]) <= 1.0, f"accuracy fp32 {acc['fp32']:.1f} % vs int8 {acc['int8']:.1f} %"
+
+
+def test_int8_onnx_is_compiled_once_and_requantised_when_stale(sample, int8_and_fp32, capsys):
+    from plankton_stream.cli import main
+
+    art, _, _ = sample
+    _, _, _, _, engines = int8_and_fp32
+    again = open_engine(art, "auto", precision="int8", engines_dir=engines)
+    assert not again.notes  # the cached int8 models, not quantised again
+    assert main(["compile", "--backend", "onnx", "--precision", "int8", "--engines", str(engines)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["simulated_calibration"] and out["calibration"].startswith("simulated")
+    (engines / art.model_id / "image-int8.onnx").write_bytes(b"corrupted")
+    fresh = open_engine(art, "onnx", precision="int8", engines_dir=engines)
+    assert fresh.notes and (engines / art.model_id / "image-int8.onnx").stat().st_size > 1000
+
+
+def test_int8_is_refused_where_it_does_not_run(sample):
+    from plankton_stream.errors import EngineError
+
+    art, _, _ = sample
+    with pytest.raises(EngineError, match="not torch"):
+        open_engine(art, "torch", precision="int8")
+    with pytest.raises(EngineError, match="tensorrt"):
+        open_engine(art, "onnx", device="cuda", precision="int8")
 
 
 def _cuda() -> bool:
