@@ -278,7 +278,9 @@ class Chaos:
         done = len(self._seen())
         busy = sum(max(0.0, self._life_end(i) - (lf.started + lf.to_particle_s))
                    for i, lf in enumerate(self.lives) if lf.to_particle_s is not None)
-        return done / busy if done > 500 and busy > 1 else 150.0
+        # before a measurement, guess high: a guess too low draws long delays, and on a fast
+        # machine the backlog is done before the later kills, which then prove nothing
+        return done / busy if done > 500 and busy > 1 else 500.0
 
     def _warm_s(self) -> float:
         seen = [lf.to_particle_s for lf in self.lives if lf.to_particle_s is not None]
@@ -327,8 +329,10 @@ class Chaos:
             fired = self._watch(proc, mark, life.started + 120, stop_when_idle=True)
             life.label = rule.split("=")[0] if fired else "missed:" + self._phase(mark)
         else:
-            mean = self._warm_s() + self._remaining() / self._rate() / max(1, self.plan.kills - index)
-            died = self._watch(proc, mark, life.started + max(0.05, 2 * u * mean), stop_when_idle=False)
+            # start-up, then a uniform share of this kill's slice of the work left
+            slice_s = self._remaining() / self._rate() / max(1, self.plan.kills - index)
+            delay = self._warm_s() * (0.5 + u) + 2 * u * slice_s
+            died = self._watch(proc, mark, life.started + max(0.05, delay), stop_when_idle=False)
             life.label = "crashed" if died else self._phase(mark)
             if died:
                 self.crashes.append(f"life {index}: exited {proc.returncode} by itself; see {log}")

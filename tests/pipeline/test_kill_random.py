@@ -12,7 +12,7 @@ import pytest
 from tests.pipeline.chaos import FAILPOINT_NAMES, ChaosPlan, make_backlog, passed, run_chaos
 
 pytestmark = pytest.mark.slow
-PLAN = ChaosPlan(kills=8, files=3, particles=300, image_fraction=0.2, frame_size=(320, 240), seed=5,
+PLAN = ChaosPlan(kills=8, files=3, particles=500, image_fraction=0.2, frame_size=(320, 240), seed=5,
                  failpoint_share=0.4, max_batch=32, chunk=16, finish_timeout_s=120)
 
 
