@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         ingest.start(threads, ctx, links)
         finished = lambda: ingest.idle(include_watcher=False)  # noqa: E731
         on_drain = ingest.stop_taking
+    logging.getLogger(__name__).info("stage %s running (%s transport)", args.name, p.transport)
     code = _host(args.name, threads, health, stop, draining, finished, on_drain)
     served.close()
     if code == 0:

@@ -72,6 +72,7 @@ def supervise(cfg: Config, stage_command: list[str], notifier: Notifier | None =
     procs = []
     for name, extra in order:
         procs.append((name, subprocess.Popen(stage_command + [name] + extra + common, preexec_fn=_die_with_parent)))
+        log.info("started stage %s (pid %d)", name, procs[-1][1].pid)
         stop.wait(0.3)  # binders first
     sub = zmq.Context.instance().socket(zmq.SUB)
     curve.as_client(sub, keys.as_client() if keys else None, cfg.publish.endpoint)  # the service's own pair

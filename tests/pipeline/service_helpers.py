@@ -172,7 +172,9 @@ def kill9(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def wait_ready(listener: Listener, timeout: float = 60.0) -> bool:
+def wait_ready(listener: Listener, timeout: float = 120.0) -> bool:
+    """The first status message: the service is up. Generous, because one process per stage
+    means five interpreters loading the model at once on two busy cores."""
     return listener.wait(lambda l: l.of("status"), timeout)
 
 
