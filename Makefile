@@ -42,8 +42,8 @@ PS := $(VENV)/bin/plankton-stream
 ASSETS := plankton_stream/assets
 default-model: $(STAMP)
 	rm -rf build/sim-train build/sim-gallery
-	$(PS) simulate --out build/sim-train --seed 100 --particles 2000 --samples 6 --image-fraction 1.0 --frames crop
+	$(PS) simulate --out build/sim-train --seed 100 --particles 2000 --samples 6 --image-fraction 1.0 --frames crop --community shapes
 	$(PS) pretrain --data build/sim-train --out $(ASSETS)/models/default --baseline $(ASSETS)/models/baseline-simclr --seed 0 --no-cache --quiet
-	$(PS) simulate --out build/sim-gallery --seed 300 --particles 1500 --image-fraction 1.0 --frames crop
+	$(PS) simulate --out build/sim-gallery --seed 300 --particles 1500 --image-fraction 1.0 --frames crop --community shapes
 	$(PS) gallery build --data build/sim-gallery --model $(ASSETS)/models/default --per-class 20 --seed 0 --no-cache --out $(ASSETS)/galleries/default.npz
 	$(PS) compile --backend onnx --model $(ASSETS)/models/default --into-model

@@ -183,9 +183,12 @@ def main() -> None:
     if args.int8_accuracy:
         out["int8_accuracy"] = int8_accuracy()
     if args.pipeline:
-        backend = fastest.split("-")[0] if fastest.split("-")[0] in ("torch", "onnx") else "torch"
+        backend, device, precision = fastest.split("-")
+        if backend not in ("torch", "onnx"):  # the pipeline benchmark drives torch / onnx engines
+            backend, precision = "torch", "fp16" if device == "cuda" else "fp32"
         done = subprocess.run([sys.executable, str(Path(__file__).with_name("pipeline.py")), "--kinds",
-                               "profile,crop", "--backend", backend], capture_output=True, text=True)
+                               "profile,crop", "--backend", backend, "--device", device, "--precision", precision],
+                              capture_output=True, text=True)
         out["pipeline"] = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {
             "error": done.stderr[-500:]}
     line = json.dumps(out)

@@ -19,6 +19,7 @@ stages overlap; where it cannot reach encoder_bound, ingest is what the cores al
 Each measurement runs in its own process, so peak RSS (VmHWM) is its own. Prints one JSON line.
 
     python benchmarks/pipeline.py [--particles 5000] [--kinds profile,crop,frame] [--backend torch|onnx]
+        [--device cpu|cuda] [--precision fp32|fp16|int8]
 """
 
 from __future__ import annotations
@@ -59,14 +60,18 @@ def peak_rss_mb() -> float:
 
 
 BACKEND = "torch"
+DEVICE, PRECISION = "cpu", "fp32"
 ENGINES = CACHE / "engines"
 
 
 def service_config():
     from plankton_stream.config import Config, replace_path
 
-    cfg = replace_path(Config(), "pipeline.backend", BACKEND)
-    return replace_path(cfg, "pipeline.engines_dir", ENGINES)
+    cfg = Config()
+    for dotted, value in {"pipeline.backend": BACKEND, "pipeline.device": DEVICE, "pipeline.precision": PRECISION,
+                          "pipeline.engines_dir": ENGINES}.items():
+        cfg = replace_path(cfg, dotted, value)
+    return cfg
 
 
 def measure_pipeline(path: Path) -> dict:
@@ -124,7 +129,7 @@ def measure_encoder_bound(path: Path) -> dict:
     cfg = service_config()
     art = load_artifact(None)
     data = prepare_files([path], art.preprocess, cfg.ingest, cache_dir=None, workers=1)
-    engine = open_engine(art, BACKEND, engines_dir=ENGINES)
+    engine = open_engine(art, BACKEND, DEVICE, PRECISION, ENGINES)
     b = cfg.pipeline.max_batch
     rows = np.flatnonzero(data.has_image)
     engine.embed("profile", data.profiles[:b], data.profile_meta[:b])  # warm-up
@@ -152,7 +157,7 @@ def measure_naive(path: Path, limit: int = 600) -> dict:
 
     cfg = service_config()
     art, g = load_model_and_gallery(cfg)
-    engine = open_engine(art, BACKEND, engines_dir=ENGINES)
+    engine = open_engine(art, BACKEND, DEVICE, PRECISION, ENGINES)
     t0 = time.perf_counter()
     with open(path, encoding="utf-8-sig") as f:
         json.load(f)  # the script's first line: read the whole document
@@ -201,7 +206,8 @@ def child(mode: str, path: Path) -> None:
 
 
 def run_child(mode: str, path: Path) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", mode, "--file", str(path), "--backend", BACKEND],
+    done = subprocess.run([sys.executable, __file__, "--child", mode, "--file", str(path), "--backend", BACKEND,
+                           "--device", DEVICE, "--precision", PRECISION],
                           capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
@@ -215,13 +221,15 @@ def main() -> None:
     p.add_argument("--child", choices=tuple(MODES))
     p.add_argument("--file", type=Path)
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
     args = p.parse_args()
-    global BACKEND
-    BACKEND = args.backend
+    global BACKEND, DEVICE, PRECISION
+    BACKEND, DEVICE, PRECISION = args.backend, args.device, args.precision
     if args.child:
         child(args.child, args.file)
         return
-    result: dict = {"benchmark": "pipeline", "backend": BACKEND, "particles_per_file": args.particles}
+    result: dict = {"benchmark": "pipeline", "backend": BACKEND, "device": DEVICE, "precision": PRECISION, "particles_per_file": args.particles}
     for kind in args.kinds.split(","):
         path = make_file(kind, args.particles)
         r = {mode: run_child(mode, path) for mode in MODES}

@@ -115,7 +115,9 @@ class TrainConfig:
     amp: bool = True  # mixed precision on GPU
     threads: int = 0  # CPU threads for torch; 0: all cores
     max_minutes: float = 0.0  # stop (and save) after this long; 0: no limit
-    gain_augment: float = 1.0  # profiles: per-channel PMT gain in [1/g, g] during training; 1: off
+    # profiles: per-channel PMT gain in [1/g, g] during training, so a gallery from one instrument
+    # matches another's particles (docs/evaluation/cross-instrument.md); 1: off
+    gain_augment: float = 2.0
 
 
 @dataclass(frozen=True)

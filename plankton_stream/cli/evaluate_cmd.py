@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "and report after minus before")
     p.add_argument("--pairs", type=_pairs, default=None, metavar="A:B[,C:D]",
                    help="accuracy within these class pairs, trained vs random weights (e.g. the "
-                        "simulator's shape-only pairs: chloro_polar:chloro_central,spined:smooth)")
+                        "simulator's shape-only pairs: chloro_polar:chloro_central,chloro_twin:chloro_central)")
     p.add_argument("--channels", action="store_true",
                    help="also report accuracy with each channel removed (what a missing detector costs)")
     p.add_argument("--gallery-data", type=Path, nargs="+", default=None,

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         + "; ".join(f"{n}: {i.summary}" for n, i in INSTRUMENTS.items()).replace("%", "%%"))
     p.add_argument("--community", choices=sorted(COMMUNITIES), default="default",
                    help="which classes and how common: 'shapes' adds pairs that differ only in pulse "
-                        "shape (chloroplast at a pole or central; spined or smooth)")
+                        "shape (chloroplast at a pole or central; one or two plastids)")
     p.add_argument("--write-mbps", type=float, default=None,
                    help="throttle writing to this rate (MB/s), like a slow SMB share")
     clus = p.add_argument_group("CytoClus layout (with --format cytoclus), as operators export it")

@@ -75,14 +75,7 @@ def _flow_angle(rng: np.random.Generator, sd_deg: float = 8.0) -> float:
 def _round(sp, rng):
     d = _size(sp, rng)
     cells = [Ellipsoid(0, 0, d / 2, d / 2 * rng.uniform(0.93, 1.0), rng.uniform(0, np.pi))]
-    rods = []
-    if sp.spines:  # evenly around the cell, slightly irregular, a little longer than the radius
-        start = rng.uniform(0, 2 * np.pi)
-        for i in range(sp.spines):
-            t = start + 2 * np.pi * i / sp.spines + rng.normal(0, 0.1)
-            r0, sl = d / 2 * 0.9, d * rng.uniform(0.55, 0.75)
-            rods.append(Rod(r0 * np.cos(t), r0 * np.sin(t), (r0 + sl) * np.cos(t), (r0 + sl) * np.sin(t), 0.5))
-    return cells, rods
+    return cells, []
 
 
 def _bead(sp, rng):
@@ -282,6 +275,13 @@ def _window(cx: float, cy: float, rx: float, ry: float, x0: float, y0: float,
     return slice(r0, r1), slice(c0, c1), X[None, :], Y[:, None]
 
 
+_PLASTIDS = {
+    "end": lambda u: np.exp(-((u - 0.6) ** 2) / 0.08),
+    "centre": lambda u: np.exp(-(u ** 2) / 0.08),
+    "ends": lambda u: np.exp(-((u - 0.6) ** 2) / 0.08) + np.exp(-((u + 0.6) ** 2) / 0.08),
+}
+
+
 def _ellipsoid(c: Ellipsoid, x0: float, y0: float, thick: np.ndarray, pig: np.ndarray,
                gran: np.ndarray, sp: Species, rng: np.random.Generator) -> None:
     bx0, by0, bx1, by1 = _extent(c)
@@ -296,8 +296,8 @@ def _ellipsoid(c: Ellipsoid, x0: float, y0: float, thick: np.ndarray, pig: np.nd
     # chloroplasts / pigment texture: smooth random pattern, denser towards one end
     pattern = 0.7 + 0.3 * np.cos(u * rng.uniform(2, 4) + rng.uniform(0, 6)) + 0.15 * u
     pattern = np.clip(pattern, 0.2, None)
-    if sp.chloroplast != "spread":  # one plastid at a pole or in the middle, same total pigment
-        placed = np.exp(-((u - 0.6) ** 2) / 0.08) if sp.chloroplast == "end" else np.exp(-(u ** 2) / 0.08)
+    if sp.chloroplast != "spread":  # plastids at a pole, in the middle or at both poles; same total
+        placed = _PLASTIDS[sp.chloroplast](u)
         weight = np.where(inside, t, 0)
         pattern = placed * float((weight * pattern).sum()) / max(float((weight * placed).sum()), 1e-9)
     pig[rs, cs] += np.where(inside, t * c.pigment * pattern, 0).astype(np.float32)

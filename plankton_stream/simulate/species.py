@@ -12,10 +12,12 @@ Pigments: chlorophyll a -> FL Red; phycoerythrin -> FL Orange (some Yellow); phy
 FL Red/Orange; calibration-bead dye -> FL Yellow/Orange; detritus -> weak broad autofluorescence.
 
 The "shapes" community adds classes that differ only in the *shape* of their pulses - same
-size, same pigments, same totals: where the chloroplast sits in the cell (at one end vs in
-the middle: an asymmetric vs a centred FL Red pulse), and spines or none (side lobes on the
-scatter pulses). Listmode totals cannot tell them apart, so only a profile encoder that
-learned pulse shapes can: the test of whether profile pretraining buys anything.
+size, same pigments, same totals: where the chloroplasts sit in the cell - one at a pole vs
+one in the middle (an asymmetric vs a centred FL Red pulse), and one in the middle vs two at
+the poles (one FL Red peak vs two). Listmode totals cannot tell them apart, so only a profile
+encoder that learned pulse shapes can: the test of whether profile pretraining buys anything.
+(Spines were tried as a pair and dropped: they lengthen the particle, so totals and pulse
+width gave them away.)
 """
 
 from __future__ import annotations
@@ -39,8 +41,7 @@ class Species:
     calcite: float = 0.0  # coccoliths: strong side scatter
     absorb: float = 0.35  # image darkness per µm of thickness
     flagella: int = 0
-    chloroplast: str = "spread"  # spread (texture) | end (one pole) | centre: where pigment sits
-    spines: int = 0  # thin spines around the cell (scatter side lobes, faint in images)
+    chloroplast: str = "spread"  # spread (texture) | end (one pole) | centre | ends (both poles)
     weight: float = 1.0  # relative abundance in a default sample
 
 
@@ -75,13 +76,12 @@ SPECIES: tuple[Species, ...] = (
             chloroplast="end", weight=0.0),
     Species("chloro_central", "oval", (10.0, 1.0), 0.6, chl=1.0, granularity=0.3, absorb=0.22,
             chloroplast="centre", weight=0.0),
-    Species("spined", "round", (8.0, 0.8), 1.0, chl=0.8, granularity=0.3, absorb=0.25, spines=8,
-            weight=0.0),
-    Species("smooth", "round", (8.0, 0.8), 1.0, chl=0.8, granularity=0.3, absorb=0.25, weight=0.0),
+    Species("chloro_twin", "oval", (10.0, 1.0), 0.6, chl=1.0, granularity=0.3, absorb=0.22,
+            chloroplast="ends", weight=0.0),
 )
 
 CLASS_NAMES: tuple[str, ...] = tuple(s.name for s in SPECIES)
-SHAPE_PAIRS = (("chloro_polar", "chloro_central"), ("spined", "smooth"))
+SHAPE_PAIRS = (("chloro_polar", "chloro_central"), ("chloro_twin", "chloro_central"))
 COMMUNITIES: dict[str, dict[str, float]] = {
     "default": {s.name: s.weight for s in SPECIES},
     # the default community plus the shape-only pairs, each as common as a mid-abundance taxon

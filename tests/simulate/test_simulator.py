@@ -127,8 +127,8 @@ def test_stand_in_cyz_and_converter(tmp_path):
 
 
 def test_shape_only_classes_differ_in_pulse_shape_not_in_totals():
-    """chloro_polar vs chloro_central: the same cell, the same total pigment; only where the
-    FL Red pulse peaks differs (a pole leads or trails, vs the middle)."""
+    """chloro_polar / chloro_central / chloro_twin: the same cell, the same total pigment; only
+    where the FL Red pulse peaks differs (a pole leads or trails; the middle; both poles)."""
     import numpy as np
 
     from plankton_stream.simulate.morphology import build_body
@@ -138,16 +138,21 @@ def test_shape_only_classes_differ_in_pulse_shape_not_in_totals():
     rng = np.random.default_rng(0)
     det = Detectors()
     stats = {}
-    for name in ("chloro_polar", "chloro_central"):
+    for name in ("chloro_polar", "chloro_central", "chloro_twin"):
         sp = species_by_name(name)
-        totals, offsets = [], []
+        totals, offsets, spreads = [], [], []
         for _ in range(150):
             red = pulses(build_body(sp, rng), det, rng)[4]  # FL Red
             signal = np.clip(red - det.baseline[4], 0, None)
-            centre = (np.arange(len(signal)) * signal).sum() / signal.sum()
+            x = np.arange(len(signal))
+            centre = (x * signal).sum() / signal.sum()
             totals.append(signal.sum())
             offsets.append(abs(centre - (len(signal) - 1) / 2) / len(signal))
-        stats[name] = (np.median(totals), np.median(offsets))
-    (t_polar, off_polar), (t_central, off_central) = stats["chloro_polar"], stats["chloro_central"]
+            spreads.append(np.sqrt(((x - centre) ** 2 * signal).sum() / signal.sum()) / len(signal))
+        stats[name] = (np.median(totals), np.median(offsets), np.median(spreads))
+    (t_polar, off_polar, _), (t_central, off_central, s_central), (t_twin, off_twin, s_twin) = (
+        stats["chloro_polar"], stats["chloro_central"], stats["chloro_twin"])
     assert abs(t_polar / t_central - 1) < 0.15  # listmode totals cannot tell them apart
-    assert off_polar > 2 * off_central  # the pulse shape can
+    assert abs(t_twin / t_central - 1) < 0.15
+    assert off_polar > 2 * off_central  # the pulse shape can: off centre,
+    assert s_twin > 1.3 * s_central and off_twin < off_polar / 2  # or spread over both ends
