@@ -96,7 +96,8 @@ def supervise(cfg: Config, stage_command: list[str], notifier: Notifier | None =
                 log.error("stage %s exited with %s; stopping the service", *dead[0])
                 code = 1
                 break
-            if notifier.watchdog_s and time.monotonic() - last_status < notifier.watchdog_s / 2:
+            # after READY only: until then systemd's TimeoutStartSec, not the watchdog, applies
+            if ready and notifier.watchdog_s and time.monotonic() - last_status < notifier.watchdog_s / 2:
                 notifier.watchdog()
     finally:
         sub.close(linger=0)
