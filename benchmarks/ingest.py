@@ -8,9 +8,17 @@ read two ways, each in its own process so peak RSS is its own:
   baseline  json.load of the whole document + base64 + full PIL decode of every frame;
             pulses as numpy arrays too.
 A second pair does the same without touching images (`*_parse`), to separate parsing from
-image work. Prints one JSON line: particles/s, MB/s, peak RSS (VmHWM) of each, and ratios.
+image work; `streaming_parse` is `ours_parse` with the cyz2json fast path switched off (the
+ijson streaming parser for every particle), and `parse` puts the three parse-only readings
+side by side (`fast_vs_json_load`: particles/s ratio, target >= 4; `rss_fast_vs_json_load`:
+peak RSS ratio, target <= 0.2). `clus_pulses` reads a CytoClus `_Pulses.csv` of the same
+particles (written once from the JSON file, cached) into per-particle float32 blocks:
+`ours` (cytoclus_pulses.iter_blocks, Listmode lengths read before the clock starts) vs
+`csv_reader` (csv.reader + float() per field, blocks cut where the id changes or a row is
+all zero, np.asarray per block); target >= 4. Prints one JSON line: particles/s, MB/s,
+peak RSS (VmHWM) of each, and ratios.
 
-    python benchmarks/ingest.py [--particles 20000] [--images 1000] [--min-side 64]
+    python benchmarks/ingest.py [--particles 20000] [--images 1000] [--min-side 64] [--no-clus]
 """
 
 from __future__ import annotations
@@ -79,7 +87,63 @@ def baseline(path: Path, images: bool = True) -> dict:
     return {"particles": n, "images": decoded}
 
 
-MODES = ("ours", "baseline", "ours_parse", "baseline_parse")
+def streaming(path: Path) -> dict:
+    """`ours_parse` with the fast path off: what the reader did before it."""
+    from plankton_stream.formats import cyz2json_fast
+
+    cyz2json_fast.plan = lambda *a: None  # this subprocess only
+    return ours(path, 0, images=False)
+
+
+def make_clus(json_path: Path, particles: int) -> Path:
+    """A CytoClus export (`,` locale, no images) of the JSON file's particles, cached."""
+    from plankton_stream.config import IngestConfig
+    from plankton_stream.formats import cytoclus_writer, read_any
+    from plankton_stream.particles import Particle
+
+    folder = json_path.parent / "cytoclus"
+    existing = sorted(folder.glob("*_Pulses.csv"))
+    if existing:
+        return existing[0]
+    reading = read_any(json_path, IngestConfig())
+    parts = [p for p in reading.items if isinstance(p, Particle)][:particles]
+    cytoclus_writer.write(folder, reading.sample, parts, cytoclus_writer.ClusVariant(images="none"))
+    return min(folder.glob("*_Pulses.csv"))
+
+
+def clus_ours(path: Path) -> dict:
+    from plankton_stream.formats import cytoclus_listmode, cytoclus_pulses
+
+    listmode = path.with_name(path.name.replace("_Pulses.csv", "_Listmode.csv"))
+    rows = cytoclus_listmode.read_listmode(listmode, None, frozenset({"sample_count"})).rows
+    lengths = {pid: int(params["sample_count"]) for pid, (_, params) in rows.items()}
+    start = time.perf_counter()
+    n = sum(isinstance(b, cytoclus_pulses.Block) for b in cytoclus_pulses.iter_blocks(path, None, lengths))
+    return {"particles": n, "clock_start": start}
+
+
+def clus_csv_reader(path: Path) -> dict:
+    import csv
+
+    import numpy as np
+
+    n, rows, pid = 0, [], None
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for fields in reader:
+            values = [float(x) for x in fields]
+            if rows and (values[0] != pid or not any(values)):
+                np.asarray(rows, dtype=np.float32)[:, 1:].T.copy()
+                n, rows = n + 1, []
+            if any(values):
+                pid = values[0]
+                rows.append(values)
+    return {"particles": n + bool(rows)}
+
+
+MODES = ("ours", "baseline", "ours_parse", "baseline_parse", "streaming_parse",
+         "clus_ours", "clus_csv_reader")
 
 
 def peak_rss_mb() -> float:
@@ -93,10 +157,31 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _import_first(mode: str) -> None:
+    """Load the modules a mode uses before its clock starts: a process imports them once,
+    not once per file."""
+    import numpy  # noqa: F401
+
+    if mode.startswith(("ours", "streaming", "clus_ours")):
+        import plankton_stream.formats
+        import plankton_stream.imaging  # noqa: F401
+    else:
+        import PIL.Image  # noqa: F401
+
+
 def child(mode: str, path: Path, min_side: int) -> None:
+    _import_first(mode)
     start = time.perf_counter()
     with_images = not mode.endswith("_parse")
-    out = ours(path, min_side, with_images) if mode.startswith("ours") else baseline(path, with_images)
+    if mode == "streaming_parse":
+        out = streaming(path)
+    elif mode.startswith("clus_"):
+        out = clus_ours(path) if mode == "clus_ours" else clus_csv_reader(path)
+        start = out.pop("clock_start", start)
+    elif mode.startswith("ours"):
+        out = ours(path, min_side, with_images)
+    else:
+        out = baseline(path, with_images)
     out["seconds"] = time.perf_counter() - start
     out["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(out))
@@ -115,22 +200,41 @@ def main() -> None:
     parser.add_argument("--min-side", type=int, default=64)
     parser.add_argument("--child", choices=MODES)
     parser.add_argument("--file", type=Path)
+    parser.add_argument("--no-clus", action="store_true", help="skip the CytoClus pulses pair")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.file, args.min_side)
         return
     path = make_file(args.particles, args.images)
+    clus = None if args.no_clus else make_clus(path, args.particles)
     size_mb = path.stat().st_size / 1e6
     result = {"benchmark": "ingest", "file_mb": round(size_mb, 1)}
     for mode in MODES:
-        r = measure(mode, path, args.min_side)
+        if mode.startswith("clus_") and clus is None:
+            continue
+        target = clus if mode.startswith("clus_") else path
+        mb = target.stat().st_size / 1e6
+        r = measure(mode, target, args.min_side)
         result[mode] = {**r, "particles_per_s": round(r["particles"] / r["seconds"], 1),
-                        "mb_per_s": round(size_mb / r["seconds"], 2),
+                        "mb_per_s": round(mb / r["seconds"], 2),
                         "seconds": round(r["seconds"], 2), "peak_rss_mb": round(r["peak_rss_mb"], 1)}
     for suffix in ("", "_parse"):
         o, b = result["ours" + suffix], result["baseline" + suffix]
         result["speedup" + suffix] = round(b["seconds"] / o["seconds"], 2)
         result["rss_ratio" + suffix] = round(o["peak_rss_mb"] / b["peak_rss_mb"], 3)
+    fast, slow, load = result["ours_parse"], result["streaming_parse"], result["baseline_parse"]
+    result["parse"] = {
+        "particles_per_s": {"json_load": load["particles_per_s"], "streaming": slow["particles_per_s"],
+                            "fast": fast["particles_per_s"]},
+        "peak_rss_mb": {"json_load": load["peak_rss_mb"], "streaming": slow["peak_rss_mb"],
+                        "fast": fast["peak_rss_mb"]},
+        "fast_vs_json_load": round(load["seconds"] / fast["seconds"], 2),
+        "rss_fast_vs_json_load": round(fast["peak_rss_mb"] / load["peak_rss_mb"], 3),
+        "fast_vs_streaming": round(slow["seconds"] / fast["seconds"], 2)}
+    if clus is not None:
+        o, b = result.pop("clus_ours"), result.pop("clus_csv_reader")
+        result["clus_pulses"] = {"file_mb": round(clus.stat().st_size / 1e6, 1), "ours": o,
+                                 "csv_reader": b, "speedup": round(b["seconds"] / o["seconds"], 2)}
     print(json.dumps(result))
 
 

@@ -75,22 +75,34 @@ def split_blocks(rows: Iterator[csvx.Rows | csvx.BadRow], id_col: int, lengths: 
             yield chunk
             continue
         vals, lines = chunk.values, chunk.lines.tolist()
-        ids = vals[:, id_col].astype(np.int64).tolist()
+        id_array = vals[:, id_col].astype(np.int64)
+        ids = id_array.tolist()
         zero = (~vals.any(axis=1)).tolist()
-        start = 0
-        for i, (rid, z) in enumerate(zip(ids, zero)):
+        start, i, n = 0, 0, len(ids)
+        while i < n:
+            rid, z = ids[i], zero[i]
             if n_cur and (rid != pid or (z and n_cur >= lengths.get(pid, 1))):
                 yield close(vals[start:i])
                 n_cur, separators = 0, 2
             if not n_cur:
                 if z and separators:
                     separators -= 1
+                    i += 1
                     continue
                 pid, first, separators, start = rid, lines[i], 0, i
+                # a whole block of known length in this chunk, one id throughout: the row by
+                # row steps below would take it all and close it, so take it at once
+                length = lengths.get(pid, -1)
+                if length > 1 and i + length <= n and (id_array[i:i + length] == pid).all():
+                    yield close(vals[i:i + length])
+                    n_cur, separators = 0, 2
+                    i += length
+                    continue
             n_cur += 1
             if n_cur == lengths.get(pid, -1):
                 yield close(vals[start:i + 1])
                 n_cur, separators = 0, 2
+            i += 1
         if n_cur:
             parts.append(vals[start:])
     if n_cur:  # the file ended inside a block (truncated): the caller checks its length

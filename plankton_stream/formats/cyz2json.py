@@ -6,7 +6,9 @@ Files reach hundreds of MB (base64 images inside), so nothing holds the whole do
    (`cyz2json_header`);
 2. the `images` array (written *after* the particles) is indexed in one streaming pass: each
    image is base64-decoded and spilled to a temporary file, keeping only offsets in memory;
-3. `particles` are then streamed one by one, each joined with its image bytes.
+3. `particles` are then streamed one by one, each joined with its image bytes: cut out at
+   the offsets the guard noted and decoded by msgspec (`cyz2json_fast`), the streaming
+   parser (ijson) taking over where the fast path cannot vouch for a particle.
 Every converter variant in formats.md is accepted: UTF-8 BOM, "NaN"/"Infinity" strings,
 snake_case volume keys, empty `parameters`, the `asmmetry` typo, no `cropRectangle`, flat or
 nested `measurementSettings`. Bare NaN / Infinity tokens (not JSON; Python's json writes
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
+import itertools
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ import ijson
 import numpy as np
 
 from plankton_stream.config import IngestConfig
+from plankton_stream.formats import cyz2json_fast
 from plankton_stream.formats.common import Export, make_particle, tail
 from plankton_stream.formats.cyz2json_header import (
     NAME,  # noqa: F401 - format API
@@ -99,7 +102,7 @@ def read(path: str | Path, cfg: IngestConfig) -> Reading:
     path = Path(path)
     header = read_header(path)
     sample = sample_from_header(path, header, cfg)
-    return Reading(sample, _particles(path, sample, cfg))
+    return Reading(sample, _particles(path, sample, cfg, header))
 
 
 # --------------------------------------------------------------------------- images
@@ -194,15 +197,15 @@ _PARAM_RENAME = {"asmmetry": "asymmetry", "centreofgravity": "centre_of_gravity"
                  "variablelength": "variable_length"}
 
 
-def _particles(path: Path, sample: Sample, cfg: IngestConfig) -> Iterator[Item]:
+def _particles(path: Path, sample: Sample, cfg: IngestConfig, header: dict[str, Any] | None = None
+               ) -> Iterator[Item]:
     split = images_offset(path)
     index = _index_images(path, split)
     file = str(path)
     seen: set[int] = set()
     last = None
     try:
-        raws = stream_items(lambda: particle_stream(path, split), "particles.item", SMALL_TOKENS_BUF_SIZE)
-        for n, raw in enumerate(raws, start=1):
+        for n, raw in enumerate(_raw_particles(path, split, header or {}), start=1):
             item = _particle(raw, n, sample, index, cfg, seen)
             last = item.particle_id if item.particle_id is not None else last
             yield item
@@ -213,6 +216,26 @@ def _particles(path: Path, sample: Sample, cfg: IngestConfig) -> Iterator[Item]:
     for pid in sorted(index.entries):
         yield ParticleError(file, "image for a particle that is not in the file", pid, dropped=False)
     index.spill.close()
+
+
+def _raw_particles(path: Path, split: int | None, header: dict[str, Any]) -> Iterator[Any]:
+    """The particles as parsed objects: the fast path while it can vouch for them
+    (`cyz2json_fast`), then the streaming parser from where it stopped (same objects)."""
+    done = 0
+    plan = cyz2json_fast.plan(path, header, split)
+    if plan is not None:
+        fast = cyz2json_fast.raw_particles(path, plan)
+        while True:
+            try:
+                raw = next(fast)
+            except StopIteration as stop:
+                if stop.value:
+                    return
+                break
+            done += 1
+            yield raw
+    raws = stream_items(lambda: particle_stream(path, split), "particles.item", SMALL_TOKENS_BUF_SIZE)
+    yield from itertools.islice(raws, done, None)
 
 
 def _particle(raw: Any, n: int, sample: Sample, index: _ImageIndex, cfg: IngestConfig,
@@ -245,14 +268,22 @@ def _pulses(shapes: Any) -> tuple[tuple[str, ...], np.ndarray]:
         if not isinstance(shape, dict) or not isinstance(shape.get("values"), list):
             raise ValueError("a pulse shape has no 'values' list")
         names.append(str(shape.get("description", "")))
+        rows.append(shape["values"])
+    if len({len(r) for r in rows}) == 1:
+        try:  # all channels in one conversion: the common case
+            return tuple(names), np.array(rows, dtype=np.float32)
+        except (TypeError, ValueError):
+            pass  # the loop below names the channel
+    arrays = []
+    for name, row in zip(names, rows):
         try:
-            rows.append(np.asarray(shape["values"], dtype=np.float32))
+            arrays.append(np.asarray(row, dtype=np.float32))
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"pulse '{names[-1]}' has non-numeric values: {short(exc)}") from exc
-    lengths = {len(r) for r in rows}
+            raise ValueError(f"pulse '{name}' has non-numeric values: {short(exc)}") from exc
+    lengths = {len(r) for r in arrays}
     if len(lengths) != 1:
         raise ValueError(f"channels have different lengths {sorted(lengths)}")
-    return tuple(names), np.stack(rows)
+    return tuple(names), np.stack(arrays)
 
 
 def _match_channels(channels: tuple[str, ...], pulses: np.ndarray, declared: tuple[str, ...]
@@ -275,21 +306,36 @@ def _listmode(params: Any) -> dict[str, float]:
     for p in params:
         if not isinstance(p, dict):
             continue
-        channel = str(p.get("description", ""))
+        names = _param_names(str(p.get("description", "")))
         for key, value in p.items():
             if key == "description":
                 continue
-            if not isinstance(value, float):  # ints, "NaN" strings, nulls
+            if type(value) is not float:  # ints, "NaN" strings, nulls
                 value = num(value)
                 if value is None:
                     continue
-            elif not math.isfinite(value):
+            elif value - value != 0.0:  # inf or nan
                 continue
-            out[f"{channel}.{_param_name(key)}"] = value
+            out[names[key]] = value
     return out
 
 
-@lru_cache(maxsize=256)
-def _param_name(key: str) -> str:
-    k = key.replace("_", "").lower()
-    return _PARAM_RENAME.get(k, k)
+class _Names(dict):
+    """Listmode names of one channel's parameter keys, made on first use: a file has a
+    handful of channels with ~16 keys each, so naming a value is one dict lookup."""
+
+    def __init__(self, channel: str):
+        super().__init__()
+        self.channel = channel
+
+    def __missing__(self, key: str) -> str:
+        k = key.replace("_", "").lower()
+        name = f"{self.channel}.{_PARAM_RENAME.get(k, k)}"
+        if len(self) < 256:  # a hostile file's endless distinct keys are named, not kept
+            self[key] = name
+        return name
+
+
+@lru_cache(maxsize=64)
+def _param_names(channel: str) -> _Names:
+    return _Names(channel)

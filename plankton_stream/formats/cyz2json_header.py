@@ -33,19 +33,26 @@ from plankton_stream.imaging import sniff_image
 from plankton_stream.particles import Sample
 
 NAME = "cyz2json"
+# keys read_header adds beside the document's own: the guard's `Layout` (or None), and True
+# when the header pass parsed without error up to the end of the first particle
+LAYOUT, VALIDATED = "_layout", "_validated_to_first_particle"
 
 
 def read_header(path: Path) -> dict[str, Any]:
     """Top-level `filename` and `instrument`, stopping at `particles` when both are known."""
     if path.stat().st_size == 0:
         raise FormatError(f"{path}: empty file (still being written, or the export failed)")
-    check_json(path)  # hostile nesting or tokens: refused whole, before ijson sees a byte
+    layout = check_json(path)  # hostile nesting or tokens: refused whole, before ijson sees a byte
     try:
-        return _header_pass(path, quoted=False)
+        header = _header_pass(path, quoted=False)
     except FormatError as exc:
         if not lexical_error(exc.__cause__):
             raise
-        return _header_pass(path, quoted=True)
+        header = _header_pass(path, quoted=True)
+    # the particle reader's fast path cuts particles where the guard saw them, but only when
+    # ijson has checked the document up to the end of the first particle (VALIDATED)
+    header[LAYOUT] = layout
+    return header
 
 
 def _header_pass(path: Path, quoted: bool) -> dict[str, Any]:
@@ -70,6 +77,7 @@ def _header_pass(path: Path, quoted: bool) -> dict[str, Any]:
                     found.setdefault("first_channels", []).append(str(value))
                 elif (prefix, event) in (("particles.item", "end_map"), ("particles", "end_array")):
                     if "instrument" in found:
+                        found[VALIDATED] = True
                         break  # the first particle tells which channels the pulses carry
     except ijson.JSONError as exc:
         if "instrument" not in found:

@@ -18,10 +18,16 @@ It runs on the whole file before anything is parsed, so a violation anywhere, ev
 last particle, is a whole-file `FormatError` raised before any particle is sent: the
 service quarantines the file and publishes nothing of it (the ingest stage's contract:
 whole-file errors come before the first item). Memory: four 1 MiB buffers.
+
+The same pass notes where the document's top-level containers and their elements begin
+and end (`Layout`: a few offsets per particle), so the particle reader can cut the file
+into particles without tokenising it again (`cyz2json_fast`). The layout is only a map:
+the reader checks every piece it takes and falls back to the streaming parser.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -43,6 +49,27 @@ _OPEN, _CLOSE, _QUOTE, _BACKSLASH = 1, -1, 2, 3
 _KIND = np.zeros(256, np.int8)  # byte -> what it is to the scan
 _KIND[list(b"[{")], _KIND[list(b"]}")] = _OPEN, _CLOSE
 _KIND[ord('"')], _KIND[ord("\\")] = _QUOTE, _BACKSLASH
+
+
+# Element offsets kept at most (16 bytes each): a hostile file of millions of tiny objects
+# gets no layout (the streaming parser reads it), not a layout that eats the memory.
+MAX_ELEMENTS = 2_000_000
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the containers of a document's top level are (byte offsets in the file).
+
+    `arrays`: (open, close) of each depth-2 container (a top-level key's array or object),
+    close None when the file ends inside it. `starts` / `ends`: each depth-3 container's
+    opening bracket and one past its closing one (elements of the top-level arrays, and
+    sub-objects of top-level objects); `ends` is one shorter when the file ends inside one.
+    Bracket kinds are not checked here: whoever uses a piece parses it.
+    """
+
+    arrays: tuple[tuple[int, int | None], ...]
+    starts: np.ndarray
+    ends: np.ndarray
 
 
 class _Violation(Exception):
@@ -73,6 +100,10 @@ class _Scan:
         self._hit_bytes = bytearray(chunk)  # the mask of structural bytes, also searchable as bytes
         self._hit = np.frombuffer(self._hit_bytes, bool)
         self._low, self._tmp = np.empty(chunk, np.uint8), np.empty(chunk, bool)
+        self.arrays: list[list[int | None]] = []
+        self.starts: list[np.ndarray] = []
+        self.ends: list[np.ndarray] = []
+        self.elements = 0  # element offsets kept so far; -1 once past MAX_ELEMENTS (no layout)
 
     def feed(self, a: np.ndarray, offset: int, backslash: bool) -> None:
         """Scan bytes `a` (uint8) found at file `offset`; `backslash`: whether `a` holds one.
@@ -93,8 +124,37 @@ class _Scan:
             at = offset + int(pos[np.argmax(depths > self.max_depth - self.depth)])
             raise _Violation(f"JSON nested deeper than {self.max_depth} levels at byte {at:,}")
         self._check_tokens(pos[is_quote | bracket], offset, offset + len(a))
+        self._note_layout(pos[bracket] + offset, kind[bracket], depths[bracket] + self.depth)
         self.depth += int(depths[-1])
         self.in_string = bool(inside[-1])  # after the last quote, or around the last bracket
+
+    def _note_layout(self, pos: np.ndarray, kind: np.ndarray, after: np.ndarray) -> None:
+        """Remember depth-2 and depth-3 containers from this chunk's brackets (file
+        offsets `pos`, +1 open / -1 close, depth after each)."""
+        if not len(pos) or self.elements < 0:
+            return
+        opens, closes = kind == _OPEN, kind == _CLOSE
+        for at in pos[(opens & (after == 2)) | (closes & (after == 1))].tolist():
+            if self.arrays and self.arrays[-1][1] is None:
+                self.arrays[-1][1] = at
+            else:
+                self.arrays.append([at, None])
+        starts, ends = pos[opens & (after == 3)], pos[closes & (after == 2)] + 1
+        self.elements += len(starts)
+        if self.elements > MAX_ELEMENTS:
+            self.elements, self.starts, self.ends = -1, [], []
+            return
+        if len(starts):
+            self.starts.append(starts)
+        if len(ends):
+            self.ends.append(ends)
+
+    def layout(self) -> Layout | None:
+        if self.elements < 0:
+            return None
+        join = lambda parts: np.concatenate(parts) if parts else np.empty(0, np.int64)  # noqa: E731
+        arrays = tuple((int(a), None if b is None else int(b)) for a, b in self.arrays)
+        return Layout(arrays, join(self.starts), join(self.ends))
 
     def _structure(self, a: np.ndarray, backslash: bool) -> tuple[np.ndarray, np.ndarray]:
         """Positions (E,) of brackets, quotes and backslashes in `a`, and what each is."""
@@ -144,10 +204,11 @@ class _Scan:
 
 
 def check_json(path: Path, max_depth: int = MAX_DEPTH, max_token: int = MAX_TOKEN_BYTES,
-               chunk: int = _CHUNK) -> None:
+               chunk: int = _CHUNK) -> Layout | None:
     """Raise FormatError if the file nests deeper than `max_depth` or holds a token longer
     than `max_token` bytes. Reads the file once, `chunk` bytes at a time (tests use tiny
-    chunks to cross their edges); stops at the first violation."""
+    chunks to cross their edges); stops at the first violation. Returns where the top-level
+    containers and their elements are (None: too many elements to keep)."""
     scan = _Scan(max_depth, max_token, chunk)
     buf = bytearray(chunk)
     offset = 0
@@ -158,3 +219,4 @@ def check_json(path: Path, max_depth: int = MAX_DEPTH, max_token: int = MAX_TOKE
             except _Violation as exc:
                 raise FormatError(f"{path}: {exc}: not a cyz2json export") from None
             offset += n
+    return scan.layout()
