@@ -26,7 +26,7 @@ from plankton_stream.particles import Particle
 from plankton_stream.preprocess import channel_map, prepare_particle
 from plankton_stream.specs import PreprocessSpec
 
-CACHE_VERSION = 3  # 2: listmode features and has_profile; 3: masked channels
+CACHE_VERSION = 4  # 2: listmode features and has_profile; 3: masked channels; 4: crops searched at 1/4 then refined
 
 
 @dataclass
