@@ -10,6 +10,11 @@ first start needs no export); it is used when its index matches the model and it
 Engines live under the model's id, so a new model never meets an old engine. The ONNX files
 are the input of ONNX Runtime and of TensorRT engine builds (whose cache keys include the
 ONNX sha256).
+
+1-D convolutions are exported as 2-D ones over a height of 1 (`conv1d_as_2d`): ONNX Runtime's
+CPU kernels for 2-D convolutions are its fast path (blocked layout, threaded), its 1-D ones
+are not - on a 16-core CPU the 1-D export embedded profiles at a fifth of torch's rate.
+The numbers are the same (max difference ~1e-7).
 """
 
 from __future__ import annotations
@@ -87,13 +92,45 @@ def export(artifact: ModelArtifact, folder: Path) -> dict[str, Path]:
     for modality, tower in load_towers(artifact).items():
         x_shape, m_shape = shapes[modality]
         path = folder / f"{modality}.onnx"
-        _export_one(tower.eval(), (torch.zeros(x_shape), torch.zeros(m_shape)), path)
+        _export_one(conv1d_as_2d(tower.eval()), (torch.zeros(x_shape), torch.zeros(m_shape)), path)
         index["onnx"][modality] = {"file": path.name, "sha256": sha256(path),
                                    "input_shape": ["batch", *x_shape[1:]], "meta_shape": ["batch", m_shape[1]]}
         paths[modality] = path
     write_index(folder, index)
     log.info("exported ONNX for %s into %s", artifact.model_id, folder)
     return paths
+
+
+def conv1d_as_2d(module):
+    """A copy of `module` whose Conv1d layers run as Conv2d over (B, C, 1, L): same weights,
+    same outputs, and the graph ONNX Runtime has fast CPU kernels for."""
+    import copy
+
+    from torch import nn
+
+    class Conv1dVia2d(nn.Module):
+        def __init__(self, c: nn.Conv1d) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(c.in_channels, c.out_channels, (1, c.kernel_size[0]), (1, c.stride[0]),
+                                  (0, c.padding[0]), (1, c.dilation[0]), c.groups, c.bias is not None,
+                                  c.padding_mode)
+            self.conv.weight.data = c.weight.data.unsqueeze(2).clone()
+            if c.bias is not None:
+                self.conv.bias.data = c.bias.data.clone()
+
+        def forward(self, x):  # (B, C, L) -> (B, C', L')
+            return self.conv(x.unsqueeze(2)).squeeze(2)
+
+    def swap(m: nn.Module) -> None:
+        for name, child in m.named_children():
+            if isinstance(child, nn.Conv1d) and isinstance(child.padding, tuple):
+                setattr(m, name, Conv1dVia2d(child))
+            else:
+                swap(child)
+
+    out = copy.deepcopy(module)
+    swap(out)
+    return out.eval()
 
 
 def _export_one(tower, example: tuple, path: Path) -> None:
