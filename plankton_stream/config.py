@@ -66,7 +66,7 @@ class ImagingConfig:
     margin_px: int = 8  # margin around the detected bounding box (full-resolution pixels)
     margin_frac: float = 0.1  # plus this fraction of the box size
     min_area_px: int = 6  # smaller blobs are noise (full-resolution pixels)
-    locate_scale: int = 4  # decode full frames at 1/scale to locate the particle (1, 2, 4, 8)
+    locate_scale: int = 4  # search full frames at 1/scale, then refine at full resolution (1, 2, 4, 8)
 
 
 @dataclass(frozen=True)
@@ -208,6 +208,46 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class AlertRule:
+    """One alert: a class's per-mL concentration, count per sample, or per-mL change per hour
+    crossing `above` fires it; it clears only below `clear`, so a value wavering around the
+    threshold raises one alert, not a storm (hysteresis)."""
+
+    label: str = ""  # the class, as published (`unknown` too)
+    metric: Literal["per_ml", "count", "rate"] = "per_ml"  # rate: per-mL change per hour
+    above: float = 0.0
+    clear: float | None = None  # None: 80 % of `above`
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            raise ConfigError("alerts.rules: every rule needs a `label` (the class it watches)")
+        if self.clear is not None and self.clear >= self.above:
+            raise ConfigError(f"alerts.rules: {self.label} {self.metric}: clear ({self.clear:g}) must be "
+                              f"below above ({self.above:g}), or the alert could never settle")
+
+    @property
+    def clear_level(self) -> float:
+        return self.clear if self.clear is not None else 0.8 * self.above
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Per-class thresholds, evaluated by the publish side on every `sample` event."""
+
+    rules: tuple[AlertRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """`plankton-stream dashboard` and the thumbnails the service keeps for it."""
+
+    bind: str = "127.0.0.1"  # localhost only unless configured
+    port: int | Literal["auto"] = "auto"  # auto: publish port + 3 (8080 for a non-tcp endpoint)
+    thumbs_per_class: int = 12  # crops the service keeps per class (<state>/thumbs); 0: none
+    history_events: int = 200000  # outbox events replayed at start to fill the plots
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Every section has working defaults."""
 
@@ -221,6 +261,8 @@ class Config:
     publish: PublishConfig = field(default_factory=PublishConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
 
 # --------------------------------------------------------------------------- loading
@@ -288,6 +330,18 @@ def resolve_endpoints(cfg: Config) -> Config:
     if p.ipc_dir is None:
         p = dataclasses.replace(p, ipc_dir=cfg.watch.state_dir / "ipc")
     return dataclasses.replace(cfg, publish=pub, metrics=metrics, pipeline=p)
+
+
+DASHBOARD_OFFSET = 3  # the one port between metrics (P+2) and the links (P+4..P+7)
+
+
+def dashboard_port(cfg: Config) -> int:
+    """`dashboard.port`, with `auto` derived like the service's own ports (publish port + 3),
+    so two stations on one host get two dashboards; 8080 when publish is not tcp://HOST:PORT."""
+    if cfg.dashboard.port != "auto":
+        return cfg.dashboard.port
+    port = _tcp_port(cfg.publish.endpoint)
+    return 8080 if port is None else _offset(port, DASHBOARD_OFFSET, cfg.publish.endpoint, "dashboard.port")
 
 
 def public_binds(cfg: Config) -> list[tuple[str, str]]:

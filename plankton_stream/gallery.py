@@ -11,8 +11,11 @@ none of the three is `unclassified`, never guessed.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -291,22 +294,54 @@ def save(g: Gallery, path: str | Path) -> Path:
 def load(path: str | Path) -> Gallery:
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            header = json.loads(str(z["header"]))
-            arrays = {k: z[k] for k in z.files}
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise GalleryError(f"{path}: no such gallery; build one with `plankton-stream gallery build`") from exc
-    except (OSError, ValueError, KeyError) as exc:
-        raise GalleryError(f"{path}: not a plankton-stream gallery ({exc})") from exc
+    except OSError as exc:
+        raise GalleryError(f"{path}: cannot read the gallery ({exc.strerror or exc})") from exc
+    return loads(data, str(path))
+
+
+def loads(data: bytes, where: str) -> Gallery:
+    """A gallery from the bytes of its file (the service reads a changed file once, then
+    hashes and parses those same bytes: no second read that could see another version)."""
+    if not data.startswith(b"PK"):
+        raise GalleryError(f"{where}: not a plankton-stream gallery (not an .npz file: "
+                           f"{len(data)} bytes starting {data[:8]!r})")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            header = json.loads(str(z["header"]))
+            arrays = {k: z[k] for k in z.files}
+        return _from_arrays(header, arrays)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile, EOFError) as exc:
+        raise GalleryError(f"{where}: not a plankton-stream gallery ({type(exc).__name__}: {exc})") from exc
+
+
+def _from_arrays(header: dict, arrays: dict[str, np.ndarray]) -> Gallery:
     listmode = arrays.get("listmode")
-    return Gallery(header["model_id"], tuple(header["classes"]), arrays["labels"],
+    return _consistent(Gallery(header["model_id"], tuple(header["classes"]), arrays["labels"],
                    tuple((str(s), int(i)) for s, i in header["keys"]), arrays.get("profile"),
                    arrays.get("image"), arrays["has_image"], header["k"], header["fusion"],
                    header["quantile"], {k: float(v) for k, v in header["thresholds"].items()},
                    header.get("info", {}), float(header.get("alpha", 0.5)), arrays.get("has_profile"),
                    listmode, tuple(header.get("listmode_features", ())),
                    knn.feature_scale(listmode) if listmode is not None else None,
-                   str(header.get("rule", "")), dict(header.get("fusion_loo", {})))
+                   str(header.get("rule", "")), dict(header.get("fusion_loo", {}))))
+
+
+def _consistent(g: Gallery) -> Gallery:
+    """Every per-entry array has one row per entry and every label names a class: a file
+    that parses but is not whole must be refused here, not fail later in the classify stage."""
+    n = len(g.labels)
+    rows = {"keys": len(g.keys), "has_image": len(g.has_image)}
+    rows.update({name: len(a) for name, a in (("profile", g.profile), ("image", g.image),
+                 ("has_profile", g.has_profile), ("listmode", g.listmode)) if a is not None})
+    wrong = {name: r for name, r in rows.items() if r != n}
+    if wrong:
+        raise ValueError(f"entry count: {n} labels but {wrong}")
+    if n and (g.labels.min() < 0 or g.labels.max() >= len(g.classes)):
+        raise ValueError(f"labels: an index outside the {len(g.classes)} classes")
+    return g
 
 
 def check_listmode(g: Gallery, features: tuple[str, ...]) -> None:
@@ -324,3 +359,74 @@ def check_model(g: Gallery, model_id: str) -> None:
     if g.model_id != model_id:
         raise GalleryError(f"the gallery was built with model {g.model_id}, not {model_id}: "
                            f"rebuild it with `plankton-stream gallery build --model ...`")
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def version(g: Gallery) -> str:
+    """A digest of the gallery's entries (what was curated: classes, labels, keys, embeddings,
+    listmode features), 12 hex digits. The k-NN settings are left out: the service's config may
+    override them, and they do not change what the gallery knows."""
+    h = hashlib.sha256(json.dumps([g.model_id, list(g.classes), [list(k) for k in g.keys],
+                                   list(g.listmode_features)]).encode())
+    for a in (g.labels, g.has_image, g.has_profile, g.profile, g.image, g.listmode):
+        h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:12]
+
+
+def gallery_id(g: Gallery) -> str:
+    """What every event names as its gallery: model, size, and the version (changes with
+    any change of entries, so a hot-swapped gallery is visible on the events after it)."""
+    return f"{g.model_id}/{len(g)}x{len(g.classes)}/{version(g)}"
+
+
+def history_dir(path: str | Path) -> Path:
+    """Where the versions of the gallery file `path` are kept: `<gallery>.history/`."""
+    path = Path(path)
+    return path.with_name(path.name + ".history")
+
+
+def save_versioned(g: Gallery, path: str | Path) -> str:
+    """Save `g` to `path` and keep it in the history (the file it replaces too, if the history
+    does not have it yet: a gallery made before versioning). Returns the new version."""
+    path = Path(path)
+    if path.exists():
+        try:
+            _keep(load(path), path)
+        except GalleryError as exc:
+            log.warning("the gallery file being replaced is not kept in the history: %s", exc)
+    save(g, path)
+    return _keep(g, path)
+
+
+def _keep(g: Gallery, path: Path) -> str:
+    v = version(g)
+    kept = history_dir(path) / f"{v}.npz"
+    if not kept.exists():
+        save(g, kept)
+    return v
+
+
+def versions(path: str | Path) -> list[tuple[str, float, Gallery]]:
+    """(version, saved at (epoch s), gallery) for every kept version, oldest first."""
+    found = []
+    for f in history_dir(path).glob("*.npz"):
+        if f.name.endswith(".tmp.npz"):
+            continue
+        found.append((f.stem, f.stat().st_mtime, load(f)))
+    return sorted(found, key=lambda t: t[1])
+
+
+def rollback(path: str | Path, wanted: str) -> Gallery:
+    """Make a kept version the current gallery file again (atomically, as every save).
+    `wanted` is a version or a full gallery id (`model/NxC/version`)."""
+    v = wanted.rsplit("/", 1)[-1]
+    kept = history_dir(path) / f"{v}.npz"
+    if not kept.exists():
+        known = ", ".join(v for v, _, _ in versions(path)) or "none"
+        raise GalleryError(f"no version {v!r} of {path} is kept (kept: {known}); "
+                           f"`plankton-stream gallery history {path}` lists them")
+    g = load(kept)
+    save_versioned(g, path)
+    return g

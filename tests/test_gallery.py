@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -144,3 +146,44 @@ def test_fusion_weight_follows_the_reliable_modality():
     assert knn.choose_alpha(clean, clean, labels, 5, 3) == 0.5  # both perfect: the middle
     one_shot = np.arange(5)
     assert knn.choose_alpha(clean[:5], noise[:5], one_shot, 5, 3) == 0.5  # cannot tell
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def test_gallery_id_follows_the_entries_not_the_file(tmp_path):
+    g = make()
+    same = gal.load(gal.save(g, tmp_path / "a.npz"))
+    assert gal.gallery_id(same) == gal.gallery_id(g)  # saved twice, the zip bytes differ; the id not
+    smaller = gal.remove_class(g, "c0")
+    relabelled = dataclasses.replace(g, labels=np.roll(g.labels, 1))
+    ids = {gal.gallery_id(x) for x in (g, smaller, relabelled)}
+    assert len(ids) == 3 and gal.gallery_id(g).startswith("m1/24x4/")
+
+
+def test_versions_are_kept_and_rolled_back(tmp_path):
+    path = tmp_path / "g.npz"
+    g1 = make()
+    gal.save(g1, path)  # made before versioning: kept when first replaced
+    v2 = gal.save_versioned(gal.remove_class(g1, "c3"), path)
+    v1 = gal.version(g1)
+    assert {v for v, _, _ in gal.versions(path)} == {v1, v2}
+    assert gal.version(gal.load(path)) == v2
+    back = gal.rollback(path, f"m1/24x4/{v1}")  # a gallery_id as the events carry it works too
+    assert gal.version(back) == gal.version(gal.load(path)) == v1
+    assert len(gal.versions(path)) == 2  # rolling back adds no copy of a kept version
+    with pytest.raises(GalleryError, match="no version 'feedfacecafe'.*kept"):
+        gal.rollback(path, "feedfacecafe")
+
+
+def test_a_file_that_is_not_a_whole_gallery_is_refused(tmp_path):
+    g = make()
+    data = gal.save(g, tmp_path / "g.npz").read_bytes()
+    assert gal.loads(data, "x").classes == g.classes
+    with pytest.raises(GalleryError, match="not an .npz"):
+        gal.loads(b"garbage", "g.npz")
+    with pytest.raises(GalleryError, match="not a plankton-stream gallery"):
+        gal.loads(data[: len(data) // 2], "g.npz")  # cut short
+    broken = dataclasses.replace(g, labels=g.labels[:-3])  # parses, but rows do not match
+    with pytest.raises(GalleryError, match="entry count"):
+        gal.load(gal.save(broken, tmp_path / "broken.npz"))

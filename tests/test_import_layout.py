@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # torch and the inference engines
     ("learning", ("models", "training", "backends", "embedding", "evaluation")),
     # sockets, threads, processes
-    ("service", ("pipeline", "sinks", "service")),
+    ("service", ("pipeline", "sinks", "service", "dashboard", "archive", "export")),
     ("cli", ("cli", "__main__")),
 )
 

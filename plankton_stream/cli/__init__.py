@@ -14,11 +14,15 @@ from typing import Sequence
 
 from plankton_stream import __version__
 from plankton_stream.cli import (compile_cmd, config_cmd, demo_cmd, evaluate_cmd, gallery_cmd, inspect_cmd,
-                                 keys_cmd, pretrain_cmd, record_cmd, run_cmd, simulate_cmd, stage_cmd, tail_cmd)
+                                 keys_cmd, pretrain_cmd, record_cmd, reprocess_cmd, run_cmd, simulate_cmd,
+                                 stage_cmd, tail_cmd)
+from plankton_stream.cli import dashboard_cmd
+from plankton_stream.cli import export_cmd
 from plankton_stream.errors import PlanktonStreamError
 
-COMMANDS = (demo_cmd, run_cmd, tail_cmd, record_cmd, stage_cmd, inspect_cmd, simulate_cmd,
-            pretrain_cmd, gallery_cmd, evaluate_cmd, compile_cmd, config_cmd, keys_cmd)
+COMMANDS = (demo_cmd, run_cmd, tail_cmd, dashboard_cmd, record_cmd, stage_cmd, inspect_cmd, simulate_cmd,
+            pretrain_cmd, gallery_cmd, evaluate_cmd, compile_cmd, config_cmd, keys_cmd, reprocess_cmd,
+            export_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

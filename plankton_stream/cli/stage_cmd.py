@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from plankton_stream.pipeline import curve, loops, wiring
     from plankton_stream.pipeline.endpoints import check_endpoints
     from plankton_stream.pipeline.health import Health
-    from plankton_stream.pipeline.runner import gallery_id, load_model_and_gallery
+    from plankton_stream.pipeline.runner import gallery_id, gallery_swap, load_model_and_gallery
 
     logging.basicConfig(level=args.log_level.upper(), format=f"%(levelname)s {args.name}: %(message)s")
     cfg = service_config(args)
@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         threads.start(f"encode-{args.worker}", loops.encode_loop, ctx, links, factory, cfg, stop, health,
                       f"encode-{args.worker}")
     elif args.name == "classify":
-        threads.start("classify", loops.classify_loop, ctx, links, gallery, cfg, stop, health)
+        threads.start("classify", loops.classify_loop, ctx, links, gallery, cfg, stop, health,
+                      gallery_swap(cfg, model, gallery))
     elif args.name == "publish":
         view = lambda: wiring.HostView("draining" if draining.is_set() else "running")  # noqa: E731
         side = wiring.PublishSide(cfg, model.model_id, gallery_id(gallery), health, view,

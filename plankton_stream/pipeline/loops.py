@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -25,6 +26,7 @@ from plankton_stream.backends import Engine
 from plankton_stream.config import Config
 from plankton_stream.errors import PlanktonStreamError
 from plankton_stream.pipeline import curve, stages
+from plankton_stream.pipeline.gallery_swap import GallerySwap
 from plankton_stream.pipeline.health import Health
 from plankton_stream.pipeline.messages import ErrorEvent
 from plankton_stream.pipeline.publish import Publisher
@@ -117,12 +119,19 @@ def encode_loop(ctx: zmq.Context, links: Links, engine_factory: Callable[[], Eng
 
 
 def classify_loop(ctx: zmq.Context, links: Links, gallery: gal.Gallery, cfg: Config,
-                  stop: threading.Event, health: Health) -> None:
+                  stop: threading.Event, health: Health, swap: GallerySwap | None = None) -> None:
+    """`swap`: the gallery file is watched and a changed one swapped in between batches."""
     pull = socket(ctx, zmq.PULL, links.embedded, True, cfg.pipeline.queue)
     push = socket(ctx, zmq.PUSH, links.classified, False, cfg.pipeline.queue)
+    gallery_id = ""
     try:
         while not stop.is_set():
             health.beat("classify")
+            if swap is not None:
+                refused = swap.check()
+                if refused is not None:
+                    send_blocking(push, stages.to_frames(refused), stop, health, "classify")
+                gallery, gallery_id = swap.gallery, swap.gallery_id
             if not pull.poll(TICK_MS):
                 continue
             parts = pull.recv_multipart(copy=True)
@@ -130,7 +139,9 @@ def classify_loop(ctx: zmq.Context, links: Links, gallery: gal.Gallery, cfg: Con
                 send_blocking(push, parts, stop, health, "classify")
                 continue
             batch = stages.from_frames(parts)
-            outs = isolated(lambda b: stages.classify(b, gallery, cfg.pipeline.embeddings), batch,
+            classify = partial(stages.classify, g=gallery, keep_embedding=cfg.pipeline.embeddings,
+                               gallery_id=gallery_id)  # this batch's gallery (hot swap)
+            outs = isolated(classify, batch,
                             lambda b: [stages.take(b, rows) for rows in stages.by_sample(b.keys).values()],
                             lambda b: b.keys, "classification")
             for out in outs:
@@ -194,6 +205,8 @@ def publish_loop(ctx: zmq.Context, links: Links, publisher: Publisher, status: C
                 item = stages.from_frames(pull.recv_multipart(copy=True))
                 if isinstance(item, Failed):
                     publisher.failed(item)
+                elif isinstance(item, ErrorEvent):  # from classify: a refused gallery file
+                    publisher.error(item)
                 else:
                     health.count("published", publisher.batch(item))
             if not events and publisher.open_files() == 0:

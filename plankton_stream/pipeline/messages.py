@@ -1,7 +1,7 @@
 """The one message schema module: what subscribers receive, and how it is encoded.
 
 Every published message is a ZeroMQ multipart message [topic, body]: the topic is
-`particle`, `sample`, `status` or `error` (ASCII, so SUB sockets can filter on it) and the
+`particle`, `sample`, `status`, `error` or `alert` (ASCII, so SUB sockets can filter on it) and the
 body is a msgpack map. Every body carries the envelope:
   v       schema version (bumped on any incompatible change)
   seq     per-publisher sequence number, 1, 2, 3, ... (a gap means messages were missed)
@@ -23,7 +23,7 @@ import msgpack
 import numpy as np
 
 SCHEMA_VERSION = 1
-TOPICS = ("particle", "sample", "status", "error")
+TOPICS = ("particle", "sample", "status", "error", "alert")
 # Generous: a body is a few kB (a particle with scores and an embedding); the limit only
 # keeps a corrupt or hostile frame from being decoded at all, never a real event.
 MAX_BODY_BYTES = 64 << 20
@@ -108,9 +108,26 @@ class ErrorEvent:
     row: int | None = None
 
 
-Event = ParticleEvent | SampleEvent | StatusEvent | ErrorEvent
+@dataclass(frozen=True)
+class AlertEvent:
+    """A class crossed an operator's threshold (`fired`), or fell back below the rule's lower
+    clear level (`cleared`): evaluated on every `sample` event, with hysteresis."""
+
+    state: str  # "fired" | "cleared"
+    label: str  # the class the rule watches
+    metric: str  # "per_ml" | "count" | "rate" (per-mL change per hour)
+    value: float  # the metric in this sample
+    threshold: float  # the level crossed: `above` when fired, `clear` when cleared
+    above: float
+    clear: float
+    sample_id: str  # the sample whose `sample` event decided it
+    unit: str  # of `value`, in words
+    revision: int = 0  # of that sample event
+
+
+Event = ParticleEvent | SampleEvent | StatusEvent | ErrorEvent | AlertEvent
 _TOPIC_OF = {ParticleEvent: "particle", SampleEvent: "sample", StatusEvent: "status",
-             ErrorEvent: "error"}
+             ErrorEvent: "error", AlertEvent: "alert"}
 _TYPE_OF = {v: k for k, v in _TOPIC_OF.items()}
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from plankton_stream import failpoints
 from plankton_stream.pipeline import messages as msg
+from plankton_stream.pipeline.alerts import AlertBook, alert_key
 from plankton_stream.pipeline.ledger import Ledger, Stored, particle_key
 from plankton_stream.pipeline.stages import ClassifiedBatch, Failed, FileBegin, FileEnd
 
@@ -59,6 +60,9 @@ class Publisher:
     with_embedding: bool = False
     on_done: Callable[[FileBegin, msg.SampleEvent], None] | None = None
     quarantine: Quarantine | None = None
+    alerts: AlertBook | None = None  # evaluated on every sample event, committed with it
+    # (sample id, particle id, label, imaged) of each newly published particle (thumbnails)
+    on_particles: Callable[[list[tuple[str, int, str, bool]]], None] | None = None
     pub: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     seq: int = 0
     published: int = 0
@@ -84,26 +88,17 @@ class Publisher:
 
     def batch(self, c: ClassifiedBatch) -> int:
         """Publish a classified batch; returns how many particles were new."""
+        self.gallery_id = c.gallery_id or self.gallery_id  # a hot-swapped gallery: from now on
         ukeys = [particle_key(s, p) for s, p in c.keys]
         done = self.ledger.existing(ukeys)
-        scores = np.round(c.scores.astype(np.float64), 4).tolist()
-        best = np.round(c.best.astype(np.float64), 4).tolist()
-        dist = [None if d != d else d for d in np.round(c.distance.astype(np.float64), 4).tolist()]
-        unknown = c.unknown.tolist()
-        sets = c.sets or [[] for _ in ukeys]
-        items = []
-        for i, ukey in enumerate(ukeys):
-            if ukey in done:
-                continue
-            sample_id, pid = c.keys[i]
-            event = msg.ParticleEvent(  # values are plain Python already (tolist above)
-                sample_id, int(pid), c.labels[i], best[i], dict(zip(c.classes, scores[i])),
-                c.modality[i], bool(unknown[i]), dist[i], self.model_id, self.gallery_id,
-                msg.embedding_bytes(c.embedding[i]) if self.with_embedding and c.embedding is not None
-                else None, list(sets[i]))
-            items.append((ukey, "particle", vars(event), c.labels[i], c.modality[i] in IMAGED))
+        events = particle_events(c, self.model_id, self.gallery_id, self.with_embedding)
+        items = [(ukey, "particle", vars(event), event.label, event.modality in IMAGED)
+                 for ukey, event in zip(ukeys, events) if ukey not in done]
         self._append(items)
         self.published += len(items)
+        if self.on_particles is not None and items:
+            self.on_particles([(b["sample_id"], b["particle_id"], label, imaged)
+                               for _, _, b, label, imaged in items])
         self._finish_ready()
         return len(items)
 
@@ -198,7 +193,10 @@ class Publisher:
             keyed = self._revision(event)
             if keyed is not None:
                 event = keyed[1]
-                self._emit([(keyed[0], event, None, False)])
+                raised = self.alerts.evaluate(event) if self.alerts is not None else []
+                self._emit([(keyed[0], event, None, False)] + [(alert_key(a), a, None, False) for a in raised])
+                if self.alerts is not None:
+                    self.alerts.save()  # after the commit: see pipeline/alerts.py
             self.ledger.mark(path, "done", sample_id=o.end.sample_id, particles=o.end.good,
                              failed=o.end.failed + o.failed_downstream, error=None)
             del self._open[path]
@@ -229,21 +227,47 @@ class Publisher:
         return f"s/{event.sample_id}/r{n}", dataclasses.replace(event, revision=n)
 
     def _sample_event(self, o: _Open, classified: int) -> msg.SampleEvent:
-        b, e = o.begin, o.end
-        counts, imaged = self.ledger.sample_counts(e.sample_id)
-        volume = b.analysed_volume_ul
-        per_ml = ({label: round(n / volume * 1000.0, 3) for label, n in counts.items()}
-                  if volume else None)
-        scale = (b.triggered / b.saved) if (b.triggered and b.saved) else None
-        return msg.SampleEvent(
-            sample_id=e.sample_id, file=b.path, start=b.start, duration_s=b.duration_s,
-            analysed_volume_ul=volume, counts=counts, per_ml=per_ml,
-            denominator=("analysed volume reported by the instrument (mL = µL / 1000); counts are "
-                         "of the particles saved in the file" if volume else
-                         f"none: {b.volume_note or 'the export states no analysed volume'}"),
-            unknown=counts.get("unknown", 0), failed=e.failed + o.failed_downstream,
-            particles_total=e.good + e.failed, classified=classified, imaged=imaged,
-            triggered=b.triggered, saved=b.saved,
-            per_ml_triggered_scale=round(scale, 6) if scale else None,
-            model_id=self.model_id, gallery_id=self.gallery_id,
-            unclassified=counts.get("unclassified", 0), sets=list(b.sets), notes=list(b.notes))
+        counts, imaged = self.ledger.sample_counts(o.end.sample_id)
+        return sample_event(o.begin, o.end, o.failed_downstream, counts, imaged, classified,
+                            self.model_id, self.gallery_id)
+
+
+# Plain functions: the live publisher and `reprocess` (plankton_stream.archive) build their
+# events here, so an archive run publishes rows identical to the service's events.
+
+
+def particle_events(c: ClassifiedBatch, model_id: str, gallery_id: str, with_embedding: bool = False
+                    ) -> list[msg.ParticleEvent]:
+    """The `particle` event of every row of a classified batch, in row order, rounded as published."""
+    scores = np.round(c.scores.astype(np.float64), 4).tolist()
+    best = np.round(c.best.astype(np.float64), 4).tolist()
+    dist = [None if d != d else d for d in np.round(c.distance.astype(np.float64), 4).tolist()]
+    unknown = c.unknown.tolist()
+    sets = c.sets or [[] for _ in c.keys]
+    return [msg.ParticleEvent(  # values are plain Python already (tolist above)
+        sample_id, int(pid), c.labels[i], best[i], dict(zip(c.classes, scores[i])),
+        c.modality[i], bool(unknown[i]), dist[i], model_id, gallery_id,
+        msg.embedding_bytes(c.embedding[i]) if with_embedding and c.embedding is not None else None,
+        list(sets[i])) for i, (sample_id, pid) in enumerate(c.keys)]
+
+
+def sample_event(b: FileBegin, e: FileEnd, failed_downstream: int, counts: dict[str, int], imaged: int,
+                 classified: int, model_id: str, gallery_id: str) -> msg.SampleEvent:
+    """A finished sample's event from its file's begin/end and the counts over its published
+    particles (`counts`: label -> n; `imaged`: particles classified with an image)."""
+    volume = b.analysed_volume_ul
+    per_ml = ({label: round(n / volume * 1000.0, 3) for label, n in counts.items()}
+              if volume else None)
+    scale = (b.triggered / b.saved) if (b.triggered and b.saved) else None
+    return msg.SampleEvent(
+        sample_id=e.sample_id, file=b.path, start=b.start, duration_s=b.duration_s,
+        analysed_volume_ul=volume, counts=counts, per_ml=per_ml,
+        denominator=("analysed volume reported by the instrument (mL = µL / 1000); counts are "
+                     "of the particles saved in the file" if volume else
+                     f"none: {b.volume_note or 'the export states no analysed volume'}"),
+        unknown=counts.get("unknown", 0), failed=e.failed + failed_downstream,
+        particles_total=e.good + e.failed, classified=classified, imaged=imaged,
+        triggered=b.triggered, saved=b.saved,
+        per_ml_triggered_scale=round(scale, 6) if scale else None,
+        model_id=model_id, gallery_id=gallery_id,
+        unclassified=counts.get("unclassified", 0), sets=list(b.sets), notes=list(b.notes))

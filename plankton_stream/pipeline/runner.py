@@ -19,6 +19,7 @@ from plankton_stream.artifacts import ModelArtifact, load_artifact
 from plankton_stream.config import ClassifyConfig, Config, resolve_endpoints
 from plankton_stream.pipeline import curve, loops
 from plankton_stream.pipeline.endpoints import check_endpoints
+from plankton_stream.pipeline.gallery_swap import GallerySwap
 from plankton_stream.pipeline.health import Health
 from plankton_stream.pipeline.messages import StatusEvent
 from plankton_stream.pipeline.wiring import (HostView, IngestSide, PublishSide, Threads, check_state_dir,
@@ -31,10 +32,24 @@ DEFAULT_GALLERY = Path(__file__).resolve().parents[1] / "assets" / "galleries" /
 
 def load_model_and_gallery(cfg: Config) -> tuple[ModelArtifact, gal.Gallery]:
     model = load_artifact(cfg.model.path)
-    gallery = gal.load(cfg.model.gallery or DEFAULT_GALLERY)
-    gal.check_model(gallery, model.model_id)
-    gal.check_listmode(gallery, model.preprocess.listmode_features)
-    return model, classify_settings(gallery, cfg.classify)
+    return model, checked_gallery(gal.load(gallery_path(cfg)), cfg, model)
+
+
+def gallery_path(cfg: Config) -> Path:
+    return Path(cfg.model.gallery or DEFAULT_GALLERY)
+
+
+def checked_gallery(g: gal.Gallery, cfg: Config, model: ModelArtifact) -> gal.Gallery:
+    """A gallery as the classify stage uses it: the model's, and with the service's settings
+    (at start, and for every file swapped in while running)."""
+    gal.check_model(g, model.model_id)
+    gal.check_listmode(g, model.preprocess.listmode_features)
+    return classify_settings(g, cfg.classify)
+
+
+def gallery_swap(cfg: Config, model: ModelArtifact, g: gal.Gallery) -> GallerySwap:
+    """The classify stage's watch on its gallery file (hot swap between batches)."""
+    return GallerySwap(gallery_path(cfg), g, lambda new: checked_gallery(new, cfg, model))
 
 
 def classify_settings(g: gal.Gallery, c: ClassifyConfig) -> gal.Gallery:
@@ -52,7 +67,7 @@ def classify_settings(g: gal.Gallery, c: ClassifyConfig) -> gal.Gallery:
 
 
 def gallery_id(g: gal.Gallery) -> str:
-    return f"{g.model_id}/{len(g)}x{len(g.classes)}"
+    return gal.gallery_id(g)
 
 
 @dataclass
@@ -98,7 +113,7 @@ class Pipeline:
         if not self.publish.start(self.threads, self.ctx, self.links):
             return  # it crashed: the caller sees stop_event, exits 1
         self.threads.start("classify", loops.classify_loop, self.ctx, self.links, self.gallery, c,
-                           self.stop_event, self.health)
+                           self.stop_event, self.health, gallery_swap(c, self.model, self.gallery))
         factory = engine_factory(self.model, c.pipeline, shared_process=True, on_open=self._engine_open)
         for i in range(c.pipeline.encode_workers):
             self.threads.start(f"encode-{i}", loops.encode_loop, self.ctx, self.links, factory, c,

@@ -46,6 +46,7 @@ class FileBegin:
     sets: list[str] = field(default_factory=list)  # export sets read as this measurement
     files: list[str] = field(default_factory=list)  # every file of the export (quarantine)
     notes: list[str] = field(default_factory=list)  # what the operator should know (masked channels)
+    instrument: str = ""  # the instrument's serial as the export states it ('' if not): archive partitions
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class ClassifiedBatch:
     embedding: np.ndarray | None  # (B, D) the vector that decided, if asked for (zeros: none)
     born: np.ndarray
     sets: list[list[str]] = field(default_factory=list)
+    gallery_id: str = ""  # the gallery that classified it ("": the publisher's own; hot swap)
 
 
 # --------------------------------------------------------------------------- ingest
@@ -137,7 +139,8 @@ def ingest(path: Path, spec: PreprocessSpec, cfg: IngestConfig, complete_at: flo
     file = str(path)
     yield FileBegin(file, s.sample_id, s.start.isoformat() if s.start else None, s.duration_s,
                     s.analysed_volume_ul, s.triggered, s.saved, complete_at, s.volume_note,
-                    list(s.sets), [str(f) for f in s.extra.get("files", [file])], masked_note(cmap))
+                    list(s.sets), [str(f) for f in s.extra.get("files", [file])], masked_note(cmap),
+                    s.instrument_serial or "")
     skip = skip or set()
     rows: list[Prepared] = []
     good = failed = 0
@@ -257,7 +260,8 @@ def encode(batch: PreparedBatch, engine: Engine) -> EmbeddedBatch:
     return EmbeddedBatch(batch.keys, prow, profile, irow, image, batch.listmode, batch.sets, batch.born)
 
 
-def classify(batch: EmbeddedBatch, g: gal.Gallery, keep_embedding: bool = False) -> ClassifiedBatch:
+def classify(batch: EmbeddedBatch, g: gal.Gallery, keep_embedding: bool = False,
+             gallery_id: str = "") -> ClassifiedBatch:
     """Each row by what it has: image + profile, profile, image, listmode, or nothing."""
     failpoints.hit("classify", _samples(batch.keys))
     b = len(batch.keys)
@@ -274,7 +278,7 @@ def classify(batch: EmbeddedBatch, g: gal.Gallery, keep_embedding: bool = False)
     if keep_embedding:
         embedding = np.where((has_p & has_i)[:, None], _unit(profile + image), profile + image)
     return ClassifiedBatch(batch.keys, r.labels, r.scores, list(g.classes), r.best, r.distance,
-                           r.unknown, r.modality, embedding, batch.born, batch.sets)
+                           r.unknown, r.modality, embedding, batch.born, batch.sets, gallery_id)
 
 
 def _samples(keys: list[Key]) -> str:
@@ -307,7 +311,8 @@ def to_frames(item) -> list[bytes]:
         if item.embedding is not None:
             arrays["embedding"] = item.embedding
         return frames.pack("classified", {"keys": item.keys, "labels": item.labels, "sets": item.sets,
-                                          "classes": item.classes, "modality": item.modality}, arrays)
+                                          "classes": item.classes, "modality": item.modality,
+                                          "gallery_id": item.gallery_id}, arrays)
     kind = {FileBegin: "begin", FileEnd: "end", ErrorEvent: "error", Failed: "failed"}[type(item)]
     return frames.pack(kind, vars(item))
 
@@ -320,7 +325,8 @@ def from_frames(parts: list[bytes]):
         return cls(keys=keys, sets=h["sets"], **{n: a[n] for n in _ROW_ARRAYS[kind]})
     if kind == "classified":
         return ClassifiedBatch(keys, h["labels"], a["scores"], h["classes"], a["best"], a["distance"],
-                               a["unknown"], h["modality"], a.get("embedding"), a["born"], h["sets"])
+                               a["unknown"], h["modality"], a.get("embedding"), a["born"], h["sets"],
+                               h.get("gallery_id", ""))
     if kind == "failed":
         return Failed(keys, h["reason"], h.get("poison", False))
     cls = {"begin": FileBegin, "end": FileEnd, "error": ErrorEvent}[kind]

@@ -24,12 +24,14 @@ from plankton_stream.artifacts import ModelArtifact
 from plankton_stream.backends import Engine, open_engine
 from plankton_stream.config import Config, PipelineConfig
 from plankton_stream.pipeline import curve, loops, replay
+from plankton_stream.pipeline.alerts import AlertBook
 from plankton_stream.pipeline.health import Health
 from plankton_stream.pipeline.intake import Intake, move_to_quarantine
 from plankton_stream.pipeline.ledger import FULL_WAIT_S, Ledger, OnFull
 from plankton_stream.pipeline.messages import StatusEvent
 from plankton_stream.pipeline.metrics import start_metrics
 from plankton_stream.pipeline.publish import Publisher
+from plankton_stream.pipeline.thumbs import ThumbStore
 from plankton_stream.pipeline.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -178,10 +180,16 @@ class PublishSide:
         pub = open_pub(ctx, self.cfg)
         ledger = Ledger(self.ledger_path, waiting_for_space(self.health, "publish", threads.stop))
         metrics = start_metrics(self.cfg.metrics)
+        thumbs = self._thumbs()
         try:
             self.publisher = Publisher(ledger, partial(self._send, pub), self.cfg.station.name,
                                        self.model_id, self.gallery_id, self.cfg.pipeline.embeddings,
-                                       quarantine=partial(move_to_quarantine, state_dir=self.cfg.watch.state_dir))
+                                       quarantine=partial(move_to_quarantine, state_dir=self.cfg.watch.state_dir),
+                                       alerts=AlertBook.open(self.cfg.alerts.rules,
+                                                             self.cfg.watch.state_dir / "alerts.json"))
+            if thumbs is not None:
+                self.publisher.on_particles = thumbs.particles
+                self.publisher.on_done = lambda begin, event: thumbs.sample_done(begin.path, event.sample_id)
             resent = self.publisher.resend_unsent()
             if resent:
                 log.warning("resent %d events committed before a crash but maybe never sent", resent)
@@ -198,8 +206,18 @@ class PublishSide:
             loops.publish_loop(ctx, links, self.publisher, status, self.cfg, threads.stop, self.health,
                                self.drained)
         finally:
+            if thumbs is not None:
+                thumbs.stop()
             ledger.close()
             pub.close()
+
+    def _thumbs(self) -> ThumbStore | None:
+        """The latest published crops per class, for the dashboard (pipeline/thumbs.py)."""
+        if self.cfg.dashboard.thumbs_per_class <= 0:
+            return None
+        store = ThumbStore(self.cfg.watch.state_dir / "thumbs", self.cfg.ingest, self.cfg.dashboard.thumbs_per_class)
+        store.start()
+        return store
 
     def _send(self, pub: zmq.Socket, parts: list[bytes]) -> None:
         """PUB never blocks and never raises for a slow subscriber: it misses the message
