@@ -9,10 +9,12 @@ PY     := $(VENV)/bin/python
 # CPU build on this kind of machine (a local wheel); on a CUDA workstation or Jetson set
 # TORCH_SPEC to the build you need, or pre-install torch in the venv (README, "GPU machines").
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,onnx
+EXTRAS ?= dev,onnx,ray
+# the dashboard's browser test drives Debian's chromium (Playwright's own download is not needed)
+CHROMIUM ?= /usr/bin/chromium
 STAMP  := $(VENV)/.installed-$(shell echo "$(TORCH_SPEC) $(EXTRAS)" | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test bench clean default-model
+.PHONY: install demo test bench clean default-model browser
 
 install: $(STAMP)
 
@@ -27,8 +29,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/plankton-stream demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# installs chromium once (apt-get, as root or through sudo); where that is impossible the
+# browser test skips and says why
+browser:
+	@test -x $(CHROMIUM) || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  ($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null) \
+	  || echo "WARNING: could not install chromium; the dashboard browser test will skip"; }
 
 bench: $(STAMP)
 	$(PY) benchmarks/ingest.py
