@@ -101,35 +101,61 @@ def export(artifact: ModelArtifact, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def conv1d_as_2d(module):
-    """A copy of `module` whose Conv1d layers run as Conv2d over (B, C, 1, L): same weights,
-    same outputs, and the graph ONNX Runtime has fast CPU kernels for."""
+def conv1d_as_2d(tower):
+    """A copy of `tower` whose 1-D convolutions run as 2-D ones over (B, C, 1, L): the same
+    weights and outputs, in the graph ONNX Runtime has fast CPU kernels for. The ResNet
+    backbone stays 4-D from its input to its pooling, so each BatchNorm still folds into its
+    convolution; other towers get each Conv1d wrapped (unsqueeze, conv, squeeze)."""
     import copy
 
     from torch import nn
 
-    class Conv1dVia2d(nn.Module):
+    from plankton_stream.models.profile import ResNet1d
+
+    def conv2d(c: nn.Conv1d) -> nn.Conv2d:
+        out = nn.Conv2d(c.in_channels, c.out_channels, (1, c.kernel_size[0]), (1, c.stride[0]),
+                        (0, c.padding[0]), (1, c.dilation[0]), c.groups, c.bias is not None, c.padding_mode)
+        out.weight.data = c.weight.data.unsqueeze(2).clone()
+        if c.bias is not None:
+            out.bias.data = c.bias.data.clone()
+        return out
+
+    def bn2d(b: nn.BatchNorm1d) -> nn.BatchNorm2d:
+        out = nn.BatchNorm2d(b.num_features, b.eps, b.momentum, b.affine, b.track_running_stats)
+        out.load_state_dict(b.state_dict())
+        return out
+
+    class Wrapped(nn.Module):
         def __init__(self, c: nn.Conv1d) -> None:
             super().__init__()
-            self.conv = nn.Conv2d(c.in_channels, c.out_channels, (1, c.kernel_size[0]), (1, c.stride[0]),
-                                  (0, c.padding[0]), (1, c.dilation[0]), c.groups, c.bias is not None,
-                                  c.padding_mode)
-            self.conv.weight.data = c.weight.data.unsqueeze(2).clone()
-            if c.bias is not None:
-                self.conv.bias.data = c.bias.data.clone()
+            self.conv = conv2d(c)
 
         def forward(self, x):  # (B, C, L) -> (B, C', L')
             return self.conv(x.unsqueeze(2)).squeeze(2)
 
-    def swap(m: nn.Module) -> None:
+    class ResNet2d(nn.Module):
+        def __init__(self, net: ResNet1d) -> None:
+            super().__init__()
+            self.stem, self.stages, self.out_dim = net.stem, net.stages, net.out_dim
+
+        def forward(self, x):  # (B, C, L) -> (B, C, 1, L) ... -> (B, C')
+            return self.stages(self.stem(x.unsqueeze(2))).amax(dim=(2, 3))
+
+    def swap(m: nn.Module, flat: bool) -> None:
         for name, child in m.named_children():
             if isinstance(child, nn.Conv1d) and isinstance(child.padding, tuple):
-                setattr(m, name, Conv1dVia2d(child))
+                setattr(m, name, conv2d(child) if flat else Wrapped(child))
+            elif isinstance(child, nn.BatchNorm1d) and flat:
+                setattr(m, name, bn2d(child))
             else:
-                swap(child)
+                swap(child, flat)
 
-    out = copy.deepcopy(module)
-    swap(out)
+    out = copy.deepcopy(tower)
+    if isinstance(getattr(out, "backbone", None), ResNet1d):
+        swap(out.backbone, flat=True)
+        out.backbone = ResNet2d(out.backbone)
+    else:
+        swap(out, flat=False)
     return out.eval()
 
 
