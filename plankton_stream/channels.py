@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -35,9 +36,13 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
+_SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+@lru_cache(maxsize=4096)  # a file writes the same few names on every particle
 def normalise(name: str) -> str:
     """Comparison key for channel names: case, spaces, '_' and '-' do not matter."""
-    return re.sub(r"[\s_\-]+", "", name).casefold()
+    return _SEPARATORS.sub("", name).casefold()
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,27 @@ class ChannelMap:
 
 def canonical_name(written: str, aliases: Mapping[str, Sequence[str]]) -> str | None:
     """The canonical name of a channel as written, or None if the table does not know it."""
-    key = normalise(written)
+    return _lookup(aliases).get(normalise(written))
+
+
+_TABLES: dict[int, tuple[Mapping[str, Sequence[str]], dict[str, str]]] = {}
+
+
+def _lookup(aliases: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """normalised name -> canonical, built once per alias table (listmode keys are looked up
+    for every particle: scanning the table each time was most of the ingest time). The first
+    canonical channel naming a key wins, as in the table's order."""
+    hit = _TABLES.get(id(aliases))
+    if hit is not None and hit[0] is aliases:
+        return hit[1]
+    table: dict[str, str] = {}
     for canonical, names in aliases.items():
-        if key == normalise(canonical) or any(key == normalise(n) for n in names):
-            return canonical
-    return None
+        for n in (canonical, *names):
+            table.setdefault(normalise(n), canonical)
+    if len(_TABLES) > 64:  # tables are few (one per config); never grow without bound
+        _TABLES.clear()
+    _TABLES[id(aliases)] = (aliases, table)  # the reference keeps the id from being reused
+    return table
 
 
 def resolve_channels(
