@@ -76,6 +76,29 @@ def canonical_name(written: str, aliases: Mapping[str, Sequence[str]]) -> str | 
     return _lookup(aliases).get(normalise(written))
 
 
+def listmode_key(key: str, aliases: Mapping[str, Sequence[str]]) -> tuple[str, str] | None:
+    """"<channel as written>.<parameter>" -> (canonical channel, parameter), or None when the
+    channel is unknown. Memoised per alias table: every particle of a file repeats its keys."""
+    keys = _KEYS.get(id(aliases))
+    if keys is None or keys[0] is not aliases:
+        keys = _KEYS[id(aliases)] = (aliases, {})
+        if len(_KEYS) > 64:
+            _KEYS.clear()
+            _KEYS[id(aliases)] = keys
+    memo = keys[1]
+    try:
+        return memo[key]
+    except KeyError:
+        pass
+    written, _, param = key.rpartition(".")
+    canonical = canonical_name(written, aliases) if written else None
+    if len(memo) >= 8192:  # a hostile file cannot grow it without bound
+        memo.clear()
+    memo[key] = hit = (canonical, param) if canonical is not None else None
+    return hit
+
+
+_KEYS: dict[int, tuple[Mapping[str, Sequence[str]], dict[str, tuple[str, str] | None]]] = {}
 _TABLES: dict[int, tuple[Mapping[str, Sequence[str]], dict[str, str]]] = {}
 
 

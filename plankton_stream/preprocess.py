@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from plankton_stream.channels import ChannelMap, canonical_name, resolve_channels
+from plankton_stream.channels import ChannelMap, canonical_name, listmode_key, resolve_channels
 from plankton_stream.config import IngestConfig
 from plankton_stream.errors import ImageError
 from plankton_stream.imaging import crop_particle
@@ -95,10 +95,9 @@ def prepare_listmode(listmode: Mapping[str, float], channels: Sequence[str],
     """
     by_channel: dict[str, dict[str, float]] = {}
     for key, value in listmode.items():
-        written_name, _, param = key.rpartition(".")
-        canonical = canonical_name(written_name, aliases) if written_name else None
-        if canonical is not None:
-            by_channel.setdefault(canonical, {}).setdefault(param, value)
+        hit = listmode_key(key, aliases)
+        if hit is not None:
+            by_channel.setdefault(hit[0], {}).setdefault(hit[1], value)
     if pulses is not None and not by_channel:
         for name, row in zip(written, pulses):
             canonical = canonical_name(name, aliases)

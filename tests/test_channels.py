@@ -37,3 +37,21 @@ def test_fws_is_derived_from_left_and_right_when_missing():
 def test_missing_channel_error_tells_what_to_do():
     with pytest.raises(ChannelError, match="FL_ORANGE.*ingest.channels.aliases.FL_ORANGE"):
         resolve_channels(("FWS", "SWS", "Fl Yellow", "FL Red"), WANT, DEFAULT_ALIASES, DERIVE)
+
+
+def test_listmode_keys_resolve_as_canonical_names_do_and_stay_bounded():
+    from plankton_stream.channels import listmode_key
+
+    ALIASES = DEFAULT_ALIASES
+
+    for key in ("Fl Red.total", "FWS.maximum", "Forward Scatter Left.length", "Curv.total", "nonsense.total",
+                "no parameter", ".total"):
+        written, _, param = key.rpartition(".")
+        canonical = canonical_name(written, ALIASES) if written else None
+        expected = (canonical, param) if canonical else None
+        assert listmode_key(key, ALIASES) == expected == listmode_key(key, ALIASES)  # memoised: same answer
+    other = {"FL_RED": ("Rouge",)}  # another table is another memo
+    assert listmode_key("Rouge.total", other) == ("FL_RED", "total") and listmode_key("Rouge.total", ALIASES) is None
+    for i in range(10_000):  # a hostile file's endless new keys: the memo is cleared, answers stay right
+        assert listmode_key(f"junk{i}.total", ALIASES) is None
+    assert listmode_key("Fl Red.total", ALIASES) == ("FL_RED", "total")
