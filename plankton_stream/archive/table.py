@@ -9,12 +9,11 @@ A Parquet file from `record` and one from `reprocess` therefore agree column by 
 from __future__ import annotations
 
 import dataclasses
-import json
-from typing import Any
 
 import pyarrow as pa
 
 from plankton_stream.pipeline import messages as msg
+from plankton_stream.sinks.record import flat
 
 _SCALARS = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
             "bytes": pa.binary()}
@@ -32,11 +31,6 @@ def schema_of(cls: type, extra: tuple[tuple[str, pa.DataType], ...] = ()) -> pa.
 
 PARTICLES = schema_of(msg.ParticleEvent, (("file", pa.string()),))
 SAMPLES = schema_of(msg.SampleEvent)
-
-
-def flat(body: dict[str, Any]) -> dict[str, Any]:
-    """An event body as one flat row (the rule of `record`: maps and lists as JSON text)."""
-    return {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in body.items()}
 
 
 def particle_table(events: list[msg.ParticleEvent], file: str) -> pa.Table:

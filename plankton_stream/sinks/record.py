@@ -119,12 +119,14 @@ class Recorder:
         tmp.replace(final)
 
 
+def flat(body: dict) -> dict:
+    """An event body as flat columns: nested maps (scores, counts) and lists as JSON text,
+    embeddings as bytes. The one rule for events in Parquet (`record`, `reprocess`)."""
+    return {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in body.items()}
+
+
 def _row(seq: int, topic: str, body: dict) -> dict:
-    """Flat columns: nested maps (scores, counts) as JSON text, embeddings as bytes."""
-    row = {"outbox_seq": seq, "topic": topic}
-    for k, v in body.items():
-        row[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
-    return row
+    return {"outbox_seq": seq, "topic": topic, **flat(body)}
 
 
 def run_record(endpoint: str, out: Path, replay_ep: str | None, duration: float | None,
