@@ -10,7 +10,7 @@ or raises a `ChannelError` telling the operator which alias to add.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Mapping, Sequence
 
@@ -73,50 +73,47 @@ class ChannelMap:
 
 def canonical_name(written: str, aliases: Mapping[str, Sequence[str]]) -> str | None:
     """The canonical name of a channel as written, or None if the table does not know it."""
-    return _lookup(aliases).get(normalise(written))
+    return _memo(aliases).names.get(normalise(written))
 
 
 def listmode_key(key: str, aliases: Mapping[str, Sequence[str]]) -> tuple[str, str] | None:
     """"<channel as written>.<parameter>" -> (canonical channel, parameter), or None when the
     channel is unknown. Memoised per alias table: every particle of a file repeats its keys."""
-    keys = _KEYS.get(id(aliases))
-    if keys is None or keys[0] is not aliases:
-        keys = _KEYS[id(aliases)] = (aliases, {})
-        if len(_KEYS) > 64:
-            _KEYS.clear()
-            _KEYS[id(aliases)] = keys
-    memo = keys[1]
-    try:
-        return memo[key]
-    except KeyError:
-        pass
-    written, _, param = key.rpartition(".")
-    canonical = canonical_name(written, aliases) if written else None
-    if len(memo) >= 8192:  # a hostile file cannot grow it without bound
-        memo.clear()
-    memo[key] = hit = (canonical, param) if canonical is not None else None
+    keys = _memo(aliases).keys
+    if key not in keys:
+        written, _, param = key.rpartition(".")
+        canonical = canonical_name(written, aliases) if written else None
+        if len(keys) >= 8192:  # a hostile file cannot grow it without bound
+            keys.clear()
+        keys[key] = (canonical, param) if canonical is not None else None
+    return keys[key]
+
+
+@dataclass
+class _Memo:
+    aliases: Mapping[str, Sequence[str]]  # held, so its id is never reused while cached
+    names: dict[str, str]  # normalised name -> canonical
+    keys: dict[str, tuple[str, str] | None] = field(default_factory=dict)
+
+
+_MEMOS: dict[int, _Memo] = {}
+
+
+def _memo(aliases: Mapping[str, Sequence[str]]) -> _Memo:
+    """The lookups of one alias table, built once (listmode keys are looked up for every
+    particle: scanning the table each time was most of the ingest time). The first canonical
+    channel naming a key wins, as in the table's order."""
+    hit = _MEMOS.get(id(aliases))
+    if hit is not None and hit.aliases is aliases:
+        return hit
+    names: dict[str, str] = {}
+    for canonical, written in aliases.items():
+        for n in (canonical, *written):
+            names.setdefault(normalise(n), canonical)
+    if len(_MEMOS) > 64:  # tables are few (one per config); never grow without bound
+        _MEMOS.clear()
+    hit = _MEMOS[id(aliases)] = _Memo(aliases, names)
     return hit
-
-
-_KEYS: dict[int, tuple[Mapping[str, Sequence[str]], dict[str, tuple[str, str] | None]]] = {}
-_TABLES: dict[int, tuple[Mapping[str, Sequence[str]], dict[str, str]]] = {}
-
-
-def _lookup(aliases: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """normalised name -> canonical, built once per alias table (listmode keys are looked up
-    for every particle: scanning the table each time was most of the ingest time). The first
-    canonical channel naming a key wins, as in the table's order."""
-    hit = _TABLES.get(id(aliases))
-    if hit is not None and hit[0] is aliases:
-        return hit[1]
-    table: dict[str, str] = {}
-    for canonical, names in aliases.items():
-        for n in (canonical, *names):
-            table.setdefault(normalise(n), canonical)
-    if len(_TABLES) > 64:  # tables are few (one per config); never grow without bound
-        _TABLES.clear()
-    _TABLES[id(aliases)] = (aliases, table)  # the reference keeps the id from being reused
-    return table
 
 
 def resolve_channels(
