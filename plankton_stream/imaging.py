@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from plankton_stream.blobs import Box, box3, locate, locate_all, weighted_blobs
 from plankton_stream.config import ImagingConfig
 from plankton_stream.errors import ImageError
 from plankton_stream.particles import ImageRef
@@ -189,7 +190,7 @@ def _tighten(pixels: np.ndarray, ref: ImageRef, cfg: ImagingConfig, min_side: in
     small = shrink(pixels, f)
     ring = np.concatenate([small[:2].ravel(), small[-2:].ravel(), small[:, :2].ravel(),
                            small[:, -2:].ravel()])
-    diff = _box3(np.abs(small.astype(np.float32) - float(np.median(ring))))
+    diff = box3(np.abs(small.astype(np.float32) - float(np.median(ring))))
     box = locate(diff, cfg.threshold, max(1, cfg.min_area_px // (f * f)))
     if box is not None:
         x0, y0, x1, y1 = _with_margin(tuple(v * f for v in box), cfg, width, height)
@@ -212,7 +213,6 @@ def _cut(pixels: Pixels, box: tuple[int, int, int, int], factor: int) -> np.ndar
 
 # --------------------------------------------------------------------------- locating
 
-Box = tuple[int, int, int, int]  # (x0, y0, x1, y1)
 Window = tuple[int, int, int, int]  # (y0, y1, x0, x1), full-resolution pixels
 _MIN_COARSE_SIDE = 48
 _CONTENDERS = 4  # coarse blobs refined at full resolution, strongest first ...
@@ -259,7 +259,7 @@ def _contenders(frame: Pixels, background: bytes | None, cfg: ImagingConfig, s: 
     assert cdiff is not None
     # candidates only (full resolution decides), so a lower bar: small particles fade;
     # a zero border keeps blobs on the frame's edge whole (`locate` trims edge boxes)
-    blobs, weights, _ = _weighted_blobs(np.pad(cdiff, 1), cfg.threshold / 2, 1)
+    blobs, weights, _ = weighted_blobs(np.pad(cdiff, 1), cfg.threshold / 2, 1)
     blobs = [(x0 - 1, y0 - 1, x1 - 1, y1 - 1) for x0, y0, x1, y1 in blobs]
     if not blobs:  # a tiny particle is diluted at reduced scale: look around the peak
         py, px = np.unravel_index(int(np.argmax(cdiff)), cdiff.shape)
@@ -291,7 +291,7 @@ def _search(frame: Pixels, bg: np.ndarray | None, window: Window, cfg: ImagingCo
         diff = _difference(frame, bg, window)
         if window == _whole(frame) and _washed_out(diff):
             diff = _difference(frame, None, window)
-        found = _locate(diff, cfg.threshold, cfg.min_area_px)
+        found = locate_all(diff, cfg.threshold, cfg.min_area_px)
         if found is None:
             return None
         (bx0, by0, bx1, by1), weight, every = found
@@ -380,7 +380,7 @@ def _difference(frame: Pixels, bg: np.ndarray | None, window: Window, smooth: bo
     part = _region(frame, ya, yb, xa, xb).astype(np.int16)
     ref = bg[ya:yb, xa:xb] if bg is not None else estimate_background(frame, 32, (ya, yb, xa, xb))
     diff = np.abs(part - ref).astype(np.float32)
-    diff = _box3(diff) if smooth else diff
+    diff = box3(diff) if smooth else diff
     return diff[y0 - ya: y1 - ya, x0 - xa: x1 - xa]
 
 
@@ -421,114 +421,3 @@ def estimate_background(frame: Pixels, block: int = 32,
     med = np.median(padded.reshape(bh, block, bw, block).transpose(0, 2, 1, 3).reshape(bh, bw, -1), axis=2)
     full = np.repeat(np.repeat(med, block, 0), block, 1)
     return full[y0 - by * block: y1 - by * block, x0 - bx * block: x1 - bx * block].astype(np.int16)
-
-
-def locate(diff: np.ndarray, threshold: float, min_area: int) -> Box | None:
-    """Bounding box (x0, y0, x1, y1) of the particle in a difference image, or None.
-
-    The main blob is the one with the largest integrated contrast; blobs within a few
-    pixels of it are merged in, so chains with gaps and thin spines stay together.
-    """
-    found = _locate(diff, threshold, min_area)
-    return None if found is None else found[0]
-
-
-def _locate(diff: np.ndarray, threshold: float, min_area: int
-            ) -> tuple[Box, float, list[Box]] | None:
-    """`locate`, with the main blob's integrated contrast and every blob (any size)."""
-    blobs, weights, every = _weighted_blobs(diff, threshold, min_area)
-    if not blobs:
-        return None
-    best = int(np.argmax(weights))
-    main = list(blobs[best])
-    reach = max(4, (main[2] - main[0] + main[3] - main[1]) // 8)
-    for b in blobs:
-        if (b[0] <= main[2] + reach and b[2] >= main[0] - reach
-                and b[1] <= main[3] + reach and b[3] >= main[1] - reach):
-            main = [min(main[0], b[0]), min(main[1], b[1]), max(main[2], b[2]), max(main[3], b[3])]
-    return tuple(main), weights[best], every  # type: ignore[return-value]
-
-
-def _weighted_blobs(diff: np.ndarray, threshold: float, min_area: int
-                    ) -> tuple[list[Box], list[float], list[Box]]:
-    """Blobs of `diff > threshold` of at least `min_area` pixels, their integrated contrast,
-    and every blob whatever its size."""
-    mask = diff > threshold
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return [], [], []
-    # label only the rectangle that holds the mask (plus the pixel dilation may add):
-    # the same runs in the same order, far fewer pixels to scan
-    oy, ox = max(0, int(rows[0]) - 1), max(0, int(cols[0]) - 1)
-    sub = mask[oy:int(rows[-1]) + 2, ox:int(cols[-1]) + 2]
-    # dilation joins nearby fragments; shrink the boxes back by the one pixel it added
-    every = [(b[0] + 1 + ox, b[1] + 1 + oy, b[2] - 1 + ox, b[3] - 1 + oy, b[4])
-             for b in _blobs(_dilate(sub))]
-    blobs = [b[:4] for b in every if b[4] >= min_area]
-    weights = [float(diff[b[1]:b[3], b[0]:b[2]][mask[b[1]:b[3], b[0]:b[2]]].sum()) for b in blobs]
-    return blobs, weights, [b[:4] for b in every]  # type: ignore[misc]
-
-
-def _box3(a: np.ndarray) -> np.ndarray:
-    """3x3 box mean (separable shifted sums), to keep single noisy pixels from counting."""
-    p = np.pad(a, 1, mode="edge")
-    rows = p[:-2] + p[1:-1] + p[2:]
-    return (rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]) / 9.0
-
-
-def _dilate(mask: np.ndarray) -> np.ndarray:
-    out = mask.copy()
-    out[1:] |= mask[:-1]
-    out[:-1] |= mask[1:]
-    out[:, 1:] |= mask[:, :-1]
-    out[:, :-1] |= mask[:, 1:]
-    return out
-
-
-def _blobs(mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
-    """Connected components (4-connected) as (x0, y0, x1, y1, area).
-
-    Run-length labelling: horizontal runs come from numpy, the runs of the row above that
-    overlap each run from two searchsorted calls, and a union-find joins runs - thousands of
-    runs instead of millions of pixels, and no SciPy.
-    """
-    h, w = mask.shape
-    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    ys, x0 = np.nonzero(edges == 1)
-    _, x1 = np.nonzero(edges == -1)  # same row-major order: starts and ends pair up
-    n = len(ys)
-    if n == 0:
-        return []
-    stride = w + 2
-    start_key, end_key = ys * stride + x0, ys * stride + x1
-    prev = (ys - 1) * stride
-    lo = np.searchsorted(end_key, prev + x0, side="right")
-    hi = np.searchsorted(start_key, prev + x1, side="left")
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for j in np.flatnonzero((hi > lo) & (ys > 0)).tolist():
-        rj = root(j)
-        for i in range(int(lo[j]), int(hi[j])):
-            ri = root(i)
-            if ri != rj:
-                parent[ri] = rj
-    roots = np.fromiter((root(i) for i in range(n)), dtype=np.int64, count=n)
-    ids, comp = np.unique(roots, return_inverse=True)
-    k = len(ids)
-    bx0 = np.full(k, w, np.int64)
-    by0 = np.full(k, h, np.int64)
-    bx1 = np.zeros(k, np.int64)
-    by1 = np.zeros(k, np.int64)
-    area = np.zeros(k, np.int64)
-    np.minimum.at(bx0, comp, x0)
-    np.minimum.at(by0, comp, ys)
-    np.maximum.at(bx1, comp, x1)
-    np.maximum.at(by1, comp, ys + 1)
-    np.add.at(area, comp, x1 - x0)
-    return list(zip(bx0.tolist(), by0.tolist(), bx1.tolist(), by1.tolist(), area.tolist()))

@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "configload", "labels")),
     ("config", ("config",)),
     # numpy-only core (style rule 12): files, model input, artefact manifests, k-NN
-    ("core", ("imaging", "preprocess", "formats", "simulate", "inspection", "knn", "gallery",
+    ("core", ("imaging", "blobs", "preprocess", "formats", "simulate", "inspection", "knn", "gallery",
               "artifacts")),
     # torch and the inference engines
     ("learning", ("models", "training", "backends", "embedding", "evaluation")),
