@@ -10,14 +10,18 @@ Parquet files, not through the live socket (which may drop and, after a crash, r
 Where the kills land. A share of them use the fail points (`plankton_stream.failpoints`):
 the service kills itself at exactly one place - `ingest` (a particle read and prepared),
 `encode`, `classify`, `publish` (before the outbox commit), `sent` (after the commit, before
-the send) - at the N-th hit, N drawn within the work left. The others are timed: a delay drawn
-from the seeded generator and scaled to the work left, so that the kills spread over the whole
-backlog instead of bunching at its start. A timed kill is labelled by what the live socket
+the send) - at the N-th hit, N drawn within this kill's share of the work left. The others
+are timed: a fifth of them during start-up (a delay drawn within the time a life took to its
+first particle), the rest after a drawn number of new particles has appeared on the live
+socket, again within this kill's share of the work left. Counting particles rather than seconds
+keeps the kills spread over the whole backlog on a slow machine and a fast one alike (a delay
+scaled by a measured rate let a fast CI machine finish the backlog before most kills, which
+then proved nothing). A timed kill is labelled by what the live socket
 showed at that moment: `startup` (no status yet), `filling` (running, nothing published yet
 in this life: reading and encoding), `streaming` (particles flowing: read, encode, publish and
 the outbox commit all under way at once), `stalled` (work left but nothing for 1 s: between
 files), `idle` (nothing left). The seed fixes the draws; the moments still follow the machine's
-speed, so two runs with one seed are alike, not identical.
+speed (the start-up kills), so two runs with one seed are alike, not identical.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from plankton_stream.simulate import SimSettings, read_truth
 from tests.pipeline.service_helpers import Listener, group_members, replay_all, simulate, write_config
 
 FAILPOINT_NAMES = ("ingest", "encode", "classify", "publish", "sent")
+EARLY_SHARE = 0.2  # of the timed kills, during start-up; the rest mid-stream
 Key = tuple[str, int]
 Say = Callable[[str], None]  # progress lines
 
@@ -273,37 +278,31 @@ class Chaos:
             return "filling"
         return "streaming" if time.monotonic() - particles[-1] < 1.0 else "stalled"
 
-    def _rate(self) -> float:
-        """Particles/s while streaming, from the lives so far (a guess before the first)."""
-        done = len(self._seen())
-        busy = sum(max(0.0, self._life_end(i) - (lf.started + lf.to_particle_s))
-                   for i, lf in enumerate(self.lives) if lf.to_particle_s is not None)
-        # before a measurement, guess high: a guess too low draws long delays, and on a fast
-        # machine the backlog is done before the later kills, which then prove nothing
-        return done / busy if done > 500 and busy > 1 else 500.0
-
     def _warm_s(self) -> float:
         seen = [lf.to_particle_s for lf in self.lives if lf.to_particle_s is not None]
         return statistics.median(seen) if seen else 2.0
 
-    def _life_end(self, i: int) -> float:
-        return self.lives[i + 1].started if i + 1 < len(self.lives) else time.monotonic()
-
     # ----------------------------------------------------------- one life
 
-    def _rule(self) -> str | None:
-        """A fail-point rule that should fire within the work left, or None (nothing left)."""
-        left = self._remaining()
-        if left < 2:
+    def _share(self, index: int) -> int:
+        """This kill's share of the particles not yet seen (one share kept for the final start)."""
+        return max(1, self._remaining() // (self.plan.kills - index + 1))
+
+    def _rule(self, index: int) -> str | None:
+        """A fail-point rule that fires within about two shares of the work left, or None."""
+        if self._remaining() < 2:
             return None
         name = self.rng.choice(FAILPOINT_NAMES)
-        hits = left if name == "ingest" else max(1, left // self.plan.max_batch)
-        return f"{name}=kill@{self.rng.randint(1, max(1, int(hits * 0.8)))}"
+        particles = 2 * self._share(index)
+        hits = particles if name == "ingest" else max(1, particles // self.plan.max_batch)
+        return f"{name}=kill@{self.rng.randint(1, hits)}"
 
-    def _watch(self, proc: subprocess.Popen, mark: int, until: float, stop_when_idle: bool) -> bool:
-        """Wait until `until`; True as soon as a process of the group dies on its own (a fail
-        point fired, or a crash). Stage processes (multi-process mode) are listed twice a
-        second and checked in between, so the scan of /proc stays cheap."""
+    def _watch(self, proc: subprocess.Popen, mark: int, until: float, stop_when_idle: bool,
+               seen_target: int | None = None) -> bool:
+        """Wait until `until` (or until `seen_target` particles have been seen live); True as
+        soon as a process of the group dies on its own (a fail point fired, or a crash). Stage
+        processes (multi-process mode) are listed twice a second and checked in between, so the
+        scan of /proc stays cheap."""
         members: set[int] = set()
         listed = 0.0
         while time.monotonic() < until:
@@ -314,11 +313,13 @@ class Chaos:
                 listed = time.monotonic()
             if stop_when_idle and self._all_done(mark):
                 return False
+            if seen_target is not None and (len(self._seen()) >= seen_target or self._all_done(mark)):
+                return False
             time.sleep(0.02)
         return False
 
     def live_once(self, index: int) -> None:
-        rule = self._rule() if self.rng.random() < self.plan.failpoint_share else None
+        rule = self._rule(index) if self.rng.random() < self.plan.failpoint_share else None
         u = self.rng.random()  # drawn always, so the sequence of draws does not depend on timing
         mark = len(self.listener.messages)
         life = Life("", time.monotonic())
@@ -329,10 +330,12 @@ class Chaos:
             fired = self._watch(proc, mark, life.started + 120, stop_when_idle=True)
             life.label = rule.split("=")[0] if fired else "missed:" + self._phase(mark)
         else:
-            # start-up, then a uniform share of this kill's slice of the work left
-            slice_s = self._remaining() / self._rate() / max(1, self.plan.kills - index)
-            delay = self._warm_s() * (0.5 + u) + 2 * u * slice_s
-            died = self._watch(proc, mark, life.started + max(0.05, delay), stop_when_idle=False)
+            if u < EARLY_SHARE:  # during start-up: reading, warming the encoders, resuming
+                until, target = life.started + max(0.05, self._warm_s() * u / EARLY_SHARE), None
+            else:  # mid-stream: after a drawn number of new particles, or a minute at most
+                new = max(1, round(2 * (u - EARLY_SHARE) / (1 - EARLY_SHARE) * self._share(index)))
+                until, target = life.started + self._warm_s() + 60, len(self._seen()) + new
+            died = self._watch(proc, mark, until, stop_when_idle=False, seen_target=target)
             life.label = "crashed" if died else self._phase(mark)
             if died:
                 self.crashes.append(f"life {index}: exited {proc.returncode} by itself; see {log}")
