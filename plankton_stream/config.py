@@ -126,7 +126,7 @@ class ClassifyConfig:
 
     k: int = 5
     # how image and profile combine; auto: the rule that classifies the gallery best (leave-one-out)
-    fusion: Literal["auto", "score", "pool", "embed"] = "auto"
+    fusion: Literal["auto", "score", "pool", "embed", "mean"] = "auto"
     open_set_quantile: float = 0.95  # of the gallery's own neighbour distances -> "unknown"
 
 

@@ -56,9 +56,14 @@ class Gallery:
     @property
     def fusion_rule(self) -> str:
         rule = self.rule or (self.fusion if self.fusion != "auto" else "score")
-        if rule == "embed" and not (self.has_image.all() and self.has_profile is None):
+        if rule == "embed" and not self.embed_ok:
             return "score"  # embedding fusion needs both modalities on every entry
         return rule
+
+    @property
+    def embed_ok(self) -> bool:
+        """Every entry has both modalities: embedding fusion can be used."""
+        return bool(self.has_image.all() and self.has_profile is None)
 
     @property
     def profile_rows(self) -> np.ndarray:
@@ -145,9 +150,8 @@ def calibrate(g: Gallery) -> Gallery:
     if "combined" in near:
         rows = np.flatnonzero(g.has_image & _has_profile(g))
         if g.fusion == "auto":
-            embed_ok = bool(g.has_image.all() and g.has_profile is None)
             rule, alpha, loo = knn.choose_fusion(g.image[rows], g.profile[rows], g.labels[rows],
-                                                 len(g.classes), g.k, embed_ok)
+                                                 len(g.classes), g.k, g.embed_ok)
         else:
             alpha = knn.choose_alpha(g.image[rows], g.profile[rows], g.labels[rows], len(g.classes), g.k)
     return replace(g, thresholds=t, alpha=alpha, rule=rule, fusion_loo=loo)
@@ -249,7 +253,8 @@ def _route(g: Gallery, has_profile: np.ndarray, has_image: np.ndarray, listmode:
             "image": np.flatnonzero(i & ~p), "listmode": np.flatnonzero(lm & ~p & ~i)}
 
 
-def _votes(g: Gallery, mode: str, rows: np.ndarray, profile, image, listmode) -> knn.Votes:
+def _votes(g: Gallery, mode: str, rows: np.ndarray, profile, image, listmode,
+           rule: str | None = None) -> knn.Votes:
     n = len(g.classes)
     irows, prows = np.flatnonzero(g.has_image), g.profile_rows
     if mode == "listmode":
@@ -258,9 +263,12 @@ def _votes(g: Gallery, mode: str, rows: np.ndarray, profile, image, listmode) ->
         return knn.knn(profile[rows], g.profile[prows], g.labels[prows], n, g.k)
     if mode == "image":
         return knn.knn(image[rows], g.image[irows], g.labels[irows], n, g.k)
-    fusion = g.fusion_rule
+    fusion = rule or g.fusion_rule
     if fusion == "embed":
         return knn.fuse(image[rows], g.image, g.labels, profile[rows], g.profile, g.labels, n, g.k, "embed")
+    if fusion == "mean" and g.embed_ok:
+        return knn.mean_votes([_votes(g, "combined", rows, profile, image, listmode, part)
+                               for part in ("score", "pool", "embed")])
     return knn.fuse(image[rows], g.image[irows], g.labels[irows], profile[rows], g.profile[prows],
                     g.labels[prows], n, g.k, fusion, g.alpha)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from plankton_stream.artifacts import default_baseline_path, load_artifact
 from plankton_stream.cli.common import add_data_args, cache_dir, labels_from
 from plankton_stream.config import load_config
+from plankton_stream.knn import FUSIONS
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shots", type=_ints, default=(1, 2, 5, 10, 20, 50), help="e.g. 1,5,20")
     p.add_argument("--repeats", type=int, default=5, help="random galleries per size")
     p.add_argument("--k", type=_ints, default=None, help="k values, e.g. 1,3,5 (first is headline)")
-    p.add_argument("--fusion", choices=("auto", "score", "pool", "embed"), default=None)
+    p.add_argument("--fusion", choices=("auto", *FUSIONS), default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--before", type=Path, default=None,
                    help="also evaluate this model (e.g. the one a station adapted from) on the same data "

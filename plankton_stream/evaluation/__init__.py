@@ -119,6 +119,18 @@ def _align(e: Embeddings, keys: list, want: list) -> Embeddings:
                       None if e.profile is None else e.profile[rows], e.has_image[rows])
 
 
+def _minus_best_rule(res: dict) -> dict[str, float]:
+    """Per gallery size: combined (the protocol's fusion) minus the best fixed rule there - how
+    much choosing a rule per gallery costs against knowing the best rule in hindsight."""
+    out = {}
+    for s, v in res.get("combined", {}).items():
+        rules = [res[f"combined_{f}"][s]["mean"] for f in FUSIONS
+                 if (res.get(f"combined_{f}", {}).get(s) or {}).get("mean") is not None]
+        if rules and v.get("mean") is not None:
+            out[s] = round(v["mean"] - max(rules), 4)
+    return out
+
+
 def _summary(o: Outcome, proto: Protocol, model: ModelArtifact, baseline: ModelArtifact | None,
              data: ParticleSet, y: np.ndarray, classes: list[str]) -> dict[str, Any]:
     r = o.results
@@ -139,7 +151,8 @@ def _summary(o: Outcome, proto: Protocol, model: ModelArtifact, baseline: ModelA
         "non_imaged_profile": r.get("profile_nonimaged", {}),
         "fusion": {"chosen": proto.fusion,
                    "comparison": {f: {s: v["mean"] for s, v in r.get(f"combined_{f}", {}).items()}
-                                  for f in FUSIONS}},
+                                  for f in FUSIONS},
+                   "minus_best_rule": {k: _minus_best_rule(res) for k, res in o.by_k.items()}},
         "combined_minus_best_single": margins,
         "combined_minus_baseline": vs_baseline,
         "model": model.model_id,

@@ -138,6 +138,10 @@ def summary_markdown(s: dict) -> str:
         if str(k) != str(s["k"]) and {"combined", "image", "profile"} <= res.keys():
             lines.append(f"At k = {k}, combined minus the best single modality: "
                          + ", ".join(f"{n} shots {_gain(res, n):+.3f}" for n in res["combined"]))
+    for k, per in (s["fusion"].get("minus_best_rule") or {}).items():
+        if per:
+            lines.append(f"At k = {k}, fusion `{s['fusion']['chosen']}` minus the best fixed rule at each size: "
+                         + ", ".join(f"{n} shots {v:+.3f}" for n, v in per.items()))
     if s.get("combined_minus_baseline"):
         lines.append("Combined minus the image-only baseline: "
                      + ", ".join(f"{k} shots {v:+.3f}" for k, v in s["combined_minus_baseline"].items()))
