@@ -3,14 +3,18 @@
 CytoClus writes either `,`-delimited text with `.` decimals or `;`-delimited text with `,`
 decimals (European locales; there `.` may group thousands: `1.234.567,89`), UTF-8 with or
 without a BOM. A `Settings/Export settings.xml` states the locale; without it the header
-line tells. Rows are parsed in chunks: a plain chunk (the usual case) by msgspec in one C
-call, any other through numpy's C parser; a chunk that fails there is re-parsed line by line so that one malformed row costs that row only, and is reported with
-its line number. Quoted fields (a spreadsheet's `"1,234.5"`) take a slower csv-module path.
+line tells. Rows are parsed in chunks: a plain chunk (the usual case) in one C call -
+pyarrow's CSV reader where pyarrow is installed (about 2x msgspec), else msgspec - any other
+through numpy's C parser; a chunk that fails there is re-parsed line by line so that one
+malformed row costs that row only, and is reported with its line number. Quoted fields (a
+spreadsheet's `"1,234.5"`) take a slower csv-module path.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,11 +178,50 @@ def _plain_chunk(text: str, ncols: int, dialect: Dialect, grouping: bool) -> np.
     fields = np.add.reduceat((b == 44).view(np.uint8), starts, dtype=np.int32)
     if (fields != ncols - 1).any():
         return None
+    fast = _arrow_numbers(raw, len(starts), ncols)
+    if fast is not None:
+        return fast
     try:
         values = _decode_numbers(b"[" + raw.replace(b"\n", b",") + b"]")
     except msgspec.DecodeError:  # NaN, "1.", ".5", "+1", empty fields, 1e400: not JSON
         return None
     return np.array(values, dtype=np.float64).reshape(len(starts), ncols)
+
+
+@functools.cache
+def _arrow_csv():
+    """pyarrow's CSV module, or None (pyarrow is optional: the msgspec path stays)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+    except ImportError:
+        return None
+    return pa, pcsv
+
+
+def _arrow_numbers(raw: bytes, nrows: int, ncols: int) -> np.ndarray | None:
+    """(nrows, ncols) float64 from a plain chunk by pyarrow's C reader on one thread (the
+    encoders need the other cores), or None where pyarrow is absent or the chunk holds
+    anything msgspec would not take as it is: empty fields (nulls), NaN, infinities, or text
+    pyarrow refuses. Then the msgspec path decides, so both paths accept the same chunks."""
+    arrow = _arrow_csv()
+    if arrow is None:
+        return None
+    pa, pcsv = arrow
+    names = [f"c{i}" for i in range(ncols)]
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(raw),
+            read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=len(raw) + 1),
+            parse_options=pcsv.ParseOptions(newlines_in_values=False),
+            convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.float64()),
+                                                null_values=[""], strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if table.num_rows != nrows or any(col.null_count for col in table.columns):
+        return None
+    values = np.column_stack([col.to_numpy() for col in table.columns])
+    return values if np.isfinite(values).all() else None
 
 
 def _number_text(text: str, dialect: Dialect, grouping: bool) -> str:

@@ -1,5 +1,6 @@
-"""CytoClus delimited text: the msgspec chunk parser (`_plain_chunk`) gives exactly the rows
-and bad rows the numpy / line-by-line path gives, on every quirk, and takes plain files."""
+"""CytoClus delimited text: the chunk parsers (`_plain_chunk`: pyarrow's CSV reader, and
+msgspec where pyarrow is absent) give exactly the rows and bad rows the numpy / line-by-line
+path gives, on every quirk, and take plain files."""
 
 from __future__ import annotations
 
@@ -17,10 +18,15 @@ HEADER = "Particle ID,FWS,FL Red\n"
 BODY = ["7,1.5,2", "7,-0.25,3e2", "7,6.421E+06,0", "0,0,0", "0,0,0", "0,0,0", "0,0,0", "9,1,2.75"]
 
 
-def _rows(path: Path, monkeypatch, fast: bool, chunk: int = csvx.CHUNK_CHARS) -> list:
+PATHS = ("arrow", "msgspec", "slow")
+
+
+def _rows(path: Path, monkeypatch, path_: str, chunk: int = csvx.CHUNK_CHARS) -> list:
     with monkeypatch.context() as m:
         m.setattr(csvx, "CHUNK_CHARS", chunk)
-        if not fast:
+        if path_ == "msgspec":
+            m.setattr(csvx, "_arrow_numbers", lambda *a: None)
+        if path_ == "slow":
             m.setattr(csvx, "_plain_chunk", lambda *a: None)
         with csvx.open_text(path) as f:
             columns, dialect = csvx.read_header(f, path)
@@ -35,12 +41,14 @@ def _flat(items: list) -> tuple[np.ndarray, np.ndarray, list]:
 
 
 def assert_same(path: Path, monkeypatch, chunk: int = csvx.CHUNK_CHARS) -> list:
-    fast, slow = _rows(path, monkeypatch, True, chunk), _rows(path, monkeypatch, False, chunk)
-    (fv, fl, fb), (sv, sl, sb) = _flat(fast), _flat(slow)
-    np.testing.assert_array_equal(fv, sv)
-    np.testing.assert_array_equal(fl, sl)
-    assert fb == sb
-    return fast
+    got = {p: _rows(path, monkeypatch, p, chunk) for p in PATHS}
+    sv, sl, sb = _flat(got["slow"])
+    for p in ("arrow", "msgspec"):
+        fv, fl, fb = _flat(got[p])
+        np.testing.assert_array_equal(fv, sv, err_msg=p)
+        np.testing.assert_array_equal(fl, sl, err_msg=p)
+        assert fb == sb, p
+    return got["arrow"]
 
 
 def _write(path: Path, header: str, lines: list[str], semicolon=False, bom=False, crlf=False) -> Path:
@@ -91,12 +99,17 @@ def test_thousands_grouping_reads_the_same(tmp_path, monkeypatch):
     assert rows[0].values[0, 1] == 1234567.5
 
 
-def test_a_plain_file_takes_the_fast_path(tmp_path, monkeypatch):
+@pytest.mark.parametrize("path_", ["arrow", "msgspec"])
+def test_a_plain_file_takes_the_fast_path(tmp_path, monkeypatch, path_):
+    pytest.importorskip("pyarrow")  # a dev install has it; without it the msgspec path is the fast one
     path = _write(tmp_path / "x_Pulses.csv", HEADER, BODY * 50)
-    calls = []
+    calls, arrow = [], []
     monkeypatch.setattr(csvx, "_parse_chunk", lambda *a: calls.append(a) or iter(()))
-    rows = _rows(path, monkeypatch, True)
+    real = csvx._arrow_numbers
+    monkeypatch.setattr(csvx, "_arrow_numbers", lambda *a: arrow.append(real(*a)) or arrow[-1])
+    rows = _rows(path, monkeypatch, path_)
     assert calls == [] and sum(len(r.values) for r in rows) == 400
+    assert (path_ == "arrow") == bool(arrow and arrow[0] is not None)
 
 
 def test_blocks_of_known_length_split_the_same(tmp_path, monkeypatch):
