@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import math
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -307,9 +308,14 @@ def _listmode(params: Any) -> dict[str, float]:
         if not isinstance(p, dict):
             continue
         names = _param_names(str(p.get("description", "")))
-        for key, value in p.items():
-            if key == "description":
-                continue
+        keys, values = list(p), list(p.values())
+        if "description" in p:
+            at = keys.index("description")
+            del keys[at], values[at]
+        if _all_finite_numbers(values):  # the usual channel: no value needs a look of its own
+            out.update(zip(map(names.__getitem__, keys), map(float, values)))
+            continue
+        for key, value in zip(keys, values):
             if type(value) is not float:  # ints, "NaN" strings, nulls
                 value = num(value)
                 if value is None:
@@ -318,6 +324,19 @@ def _listmode(params: Any) -> dict[str, float]:
                 continue
             out[names[key]] = value
     return out
+
+
+_NUMBERS = frozenset((float, int))
+
+
+def _all_finite_numbers(values: list[Any]) -> bool:
+    """Every value a finite float or int (not bool), checked in C: fsum refuses text and None
+    and carries any inf or NaN into its result."""
+    try:
+        total = math.fsum(values)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return total - total == 0.0 and _NUMBERS.issuperset(map(type, values))
 
 
 class _Names(dict):

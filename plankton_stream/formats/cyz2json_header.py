@@ -196,7 +196,7 @@ def num(value: Any) -> float | None:
     """A finite float from a number or a numeric string; None for "NaN", null, junk."""
     try:
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range
         return None
     return out if np.isfinite(out) else None
 

@@ -462,3 +462,29 @@ def test_normal_simulated_files_pass_the_guard_and_read_identically(tmp_path, mo
         _same(guarded, _read(path))
     assert guarded.sample.instrument_name == name
     assert sum(isinstance(i, Particle) for i in guarded.items) == n
+
+
+def _listmode_value_by_value(params: list) -> dict[str, float]:
+    """The rule, one value at a time: finite numbers (and numeric text) kept as floats."""
+    out = {}
+    for p in params:
+        if isinstance(p, dict):
+            for key, value in p.items():
+                if key != "description" and (v := cyz2json_header.num(value)) is not None:
+                    out[cyz2json._param_names(str(p.get("description", "")))[key]] = v
+    return out
+
+
+_VALUES = st.one_of(st.floats(), st.integers(-(10**400), 10**400), st.booleans(), st.none(),
+                    st.sampled_from(["NaN", "12.5", "abc", "", "1e400"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(params=st.lists(st.one_of(
+    st.dictionaries(st.sampled_from(["description", "length", "total", "maximum", "fillFactor", "average"]),
+                    _VALUES, max_size=6).map(lambda d: {**d, "description": "FL Red"} if "description" in d else d),
+    st.none(), st.integers()), max_size=4))
+def test_listmode_fast_channels_keep_exactly_what_the_value_by_value_rule_keeps(params):
+    got = cyz2json._listmode(params)
+    assert got == _listmode_value_by_value(params)
+    assert all(type(v) is float for v in got.values())
