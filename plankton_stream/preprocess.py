@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -91,29 +91,91 @@ def prepare_listmode(listmode: Mapping[str, float], channels: Sequence[str],
     Parameters come from the export (keys "<channel as written>.<parameter>"); where the
     export has none but the particle has pulses (older converters write empty `parameters`),
     total and maximum are taken from the pulses the way the instrument defines them (sum and
-    peak of the samples, mV).
+    peak of the samples, mV). Which key feeds which feature depends only on the keys, and
+    every particle of a file has the same ones, so that is worked out once per key set
+    (`_plan`): a particle then costs a dozen lookups, not one per exported parameter.
     """
-    by_channel: dict[str, dict[str, float]] = {}
-    for key, value in listmode.items():
-        hit = listmode_key(key, aliases)
-        if hit is not None:
-            by_channel.setdefault(hit[0], {}).setdefault(hit[1], value)
-    if pulses is not None and not by_channel:
-        for name, row in zip(written, pulses):
+    plan = _plan(tuple(listmode), tuple(channels), aliases, derive)
+    if plan is None:  # no key names a known channel
+        by_channel: dict[str, dict[str, Any]] = {}
+        for name, row in zip(written, pulses if pulses is not None else ()):
             canonical = canonical_name(name, aliases)
             if canonical is not None:
                 by_channel.setdefault(canonical, {"total": float(row.sum()), "maximum": float(row.max())})
-    for channel, parts in derive.items():  # e.g. FWS as the mean of FWS L and FWS R
+        _derive(by_channel, derive)
+        sources = _feature_sources(by_channel, channels)
+        values = [_value(src, {}) for src in sources]
+    else:
+        values = [_value(src, listmode) for src in plan]
+    v = np.asarray(values, np.float64)
+    with np.errstate(invalid="ignore"):
+        out = np.where(np.isfinite(v), np.log10(1.0 + np.maximum(v, 0.0)), np.nan)
+    return out.astype(np.float32)
+
+
+# a feature's source: None (not available), a key of the particle's listmode, a number (taken
+# from the pulses), or the mean of several sources (a derived channel, e.g. FWS from FWS L/R)
+Source = Any
+
+
+def _value(src: Source, listmode: Mapping[str, float]) -> float:
+    if src is None:
+        return np.nan
+    if isinstance(src, str):
+        return listmode[src]
+    if isinstance(src, tuple):
+        return float(np.mean([_value(s, listmode) for s in src]))
+    return src
+
+
+@dataclass
+class _Plans:
+    aliases: Mapping[str, Sequence[str]]  # held, so their ids are never reused while cached
+    derive: Mapping[str, Sequence[str]]
+    plans: dict[tuple, tuple[Source, ...] | None]
+
+
+_PLANS: dict[tuple[int, int], _Plans] = {}
+
+
+def _plan(keys: tuple[str, ...], channels: tuple[str, ...], aliases: Mapping[str, Sequence[str]],
+          derive: Mapping[str, Sequence[str]]) -> tuple[Source, ...] | None:
+    """Each feature's source for particles with exactly these keys, or None when no key names
+    a known channel. The first key naming a (channel, parameter) wins."""
+    memo = _PLANS.get((id(aliases), id(derive)))
+    if memo is None or memo.aliases is not aliases or memo.derive is not derive:
+        if len(_PLANS) > 64:  # tables are few (one per config)
+            _PLANS.clear()
+        memo = _PLANS[(id(aliases), id(derive))] = _Plans(aliases, derive, {})
+    key = (keys, channels)
+    if key not in memo.plans:
+        by_channel: dict[str, dict[str, Source]] = {}
+        for k in keys:
+            hit = listmode_key(k, aliases)
+            if hit is not None:
+                by_channel.setdefault(hit[0], {}).setdefault(hit[1], k)
+        if len(memo.plans) >= 256:  # a hostile file cannot grow it without bound
+            memo.plans.clear()
+        if by_channel:
+            _derive(by_channel, derive)
+        memo.plans[key] = _feature_sources(by_channel, channels) if by_channel else None
+    return memo.plans[key]
+
+
+def _derive(by_channel: dict[str, dict[str, Source]], derive: Mapping[str, Sequence[str]]) -> None:
+    """Derived channels (e.g. FWS as the mean of FWS L and FWS R) where the file has only the parts."""
+    for channel, parts in derive.items():
         if channel not in by_channel and parts and all(q in by_channel for q in parts):
-            keys = set.intersection(*(set(by_channel[q]) for q in parts))
-            by_channel[channel] = {k: float(np.mean([by_channel[q][k] for q in parts])) for k in keys}
+            params = set.intersection(*(set(by_channel[q]) for q in parts))
+            by_channel[channel] = {k: tuple(by_channel[q][k] for q in parts) for k in params}
+
+
+def _feature_sources(by_channel: dict[str, dict[str, Source]], channels: Sequence[str]) -> tuple[Source, ...]:
     out = []
     for name in listmode_features(channels):
         channel, _, param = name.partition(".")
-        value = by_channel.get(channel, {}).get(param)
-        ok = value is not None and np.isfinite(value)
-        out.append(np.log10(1.0 + max(float(value), 0.0)) if ok else np.nan)
-    return np.asarray(out, np.float32)
+        out.append(by_channel.get(channel, {}).get(param))
+    return tuple(out)
 
 
 def prepare_profile(pulses: np.ndarray, um_per_sample: float, spec: PreprocessSpec

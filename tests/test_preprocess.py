@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plankton_stream.config import IngestConfig
 from plankton_stream.errors import ChannelError
 from plankton_stream.formats import find_exports, read_any
 from plankton_stream.particles import Particle
-from plankton_stream.preprocess import channel_map, prepare_image, prepare_particle, prepare_profile, resample
+from plankton_stream.preprocess import (
+    channel_map,
+    prepare_image,
+    prepare_particle,
+    prepare_profile,
+    resample,
+)
 from plankton_stream.specs import PreprocessSpec
 from plankton_stream.training.data import prepare_files
 from tests import builders
@@ -84,3 +92,55 @@ def test_prepared_cache_is_reused_and_keyed_by_settings(sim_crops, tmp_path):
     np.testing.assert_array_equal(first.images, again.images)
     prepare_files([path], PreprocessSpec(profile_length=8, image_size=16), IngestConfig(), tmp_path, workers=1)
     assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def _listmode_reference(listmode, channels, aliases, derive, pulses=None, written=()):
+    """The rule key by key, as it was before the per-key-set plan (the oracle)."""
+    from plankton_stream.channels import canonical_name, listmode_key
+    from plankton_stream.specs import listmode_features
+
+    by_channel: dict = {}
+    for key, value in listmode.items():
+        hit = listmode_key(key, aliases)
+        if hit is not None:
+            by_channel.setdefault(hit[0], {}).setdefault(hit[1], value)
+    if pulses is not None and not by_channel:
+        for name, row in zip(written, pulses):
+            canonical = canonical_name(name, aliases)
+            if canonical is not None:
+                by_channel.setdefault(canonical, {"total": float(row.sum()), "maximum": float(row.max())})
+    for channel, parts in derive.items():
+        if channel not in by_channel and parts and all(q in by_channel for q in parts):
+            keys = set.intersection(*(set(by_channel[q]) for q in parts))
+            by_channel[channel] = {k: float(np.mean([by_channel[q][k] for q in parts])) for k in keys}
+    out = []
+    for name in listmode_features(channels):
+        channel, _, param = name.partition(".")
+        value = by_channel.get(channel, {}).get(param)
+        ok = value is not None and np.isfinite(value)
+        out.append(np.log10(1.0 + max(float(value), 0.0)) if ok else np.nan)
+    return np.asarray(out, np.float32)
+
+
+_WRITTEN = ["FWS", "FWS L", "FWS R", "Forward Scatter", "SWS", "FL Red", "FL Orange", "FL Yellow",
+            "FL Green", "Curvature", "Unknown X"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(entries=st.lists(st.tuples(st.sampled_from(_WRITTEN), st.sampled_from(["total", "maximum", "length", "average"]),
+                                  st.floats(-10.0, 1e6) | st.just(float("nan")) | st.just(float("inf"))),
+                        max_size=14),
+       with_pulses=st.booleans(), repeat=st.integers(1, 3))
+def test_listmode_plan_gives_what_the_key_by_key_rule_gives(entries, with_pulses, repeat):
+    from plankton_stream.preprocess import prepare_listmode
+
+    cfg = IngestConfig()
+    aliases, derive = cfg.channels.aliases, cfg.channels.derive
+    listmode = {f"{ch}.{param}": value for ch, param, value in entries}
+    written = ("FWS L", "FWS R", "FL Red")
+    pulses = np.abs(np.random.default_rng(len(entries)).normal(50, 20, (3, 30))).astype(np.float32) if with_pulses else None
+    for channels in (("FWS", "SWS", "FL Red", "FL Orange"), ("FWS", "FL Red")):
+        want = _listmode_reference(listmode, channels, aliases, derive, pulses, written)
+        for _ in range(repeat):  # the plan is cached per key set: the second particle uses it
+            got = prepare_listmode(listmode, channels, aliases, derive, pulses, written)
+            np.testing.assert_array_equal(got, want)
