@@ -278,7 +278,9 @@ def _window(cx: float, cy: float, rx: float, ry: float, x0: float, y0: float,
 _PLASTIDS = {
     "end": lambda u: np.exp(-((u - 0.6) ** 2) / 0.08),
     "centre": lambda u: np.exp(-(u ** 2) / 0.08),
-    "ends": lambda u: np.exp(-((u - 0.6) ** 2) / 0.08) + np.exp(-((u + 0.6) ** 2) / 0.08),
+    # two smaller plastids either side of the middle: one broad FL Red hump with a shallow dip,
+    # not two separate peaks (plastids at both poles were tried: random convolutions saw those)
+    "pair": lambda u: np.exp(-((u - 0.3) ** 2) / 0.05) + np.exp(-((u + 0.3) ** 2) / 0.05),
 }
 
 
@@ -296,7 +298,7 @@ def _ellipsoid(c: Ellipsoid, x0: float, y0: float, thick: np.ndarray, pig: np.nd
     # chloroplasts / pigment texture: smooth random pattern, denser towards one end
     pattern = 0.7 + 0.3 * np.cos(u * rng.uniform(2, 4) + rng.uniform(0, 6)) + 0.15 * u
     pattern = np.clip(pattern, 0.2, None)
-    if sp.chloroplast != "spread":  # plastids at a pole, in the middle or at both poles; same total
+    if sp.chloroplast != "spread":  # plastids at a pole, in the middle or either side of it; same total
         placed = _PLASTIDS[sp.chloroplast](u)
         weight = np.where(inside, t, 0)
         pattern = placed * float((weight * pattern).sum()) / max(float((weight * placed).sum()), 1e-9)

@@ -13,11 +13,12 @@ FL Red/Orange; calibration-bead dye -> FL Yellow/Orange; detritus -> weak broad 
 
 The "shapes" community adds classes that differ only in the *shape* of their pulses - same
 size, same pigments, same totals: where the chloroplasts sit in the cell - one at a pole vs
-one in the middle (an asymmetric vs a centred FL Red pulse), and one in the middle vs two at
-the poles (one FL Red peak vs two). Listmode totals cannot tell them apart, so only a profile
-encoder that learned pulse shapes can: the test of whether profile pretraining buys anything.
-(Spines were tried as a pair and dropped: they lengthen the particle, so totals and pulse
-width gave them away.)
+one in the middle (an asymmetric vs a centred FL Red pulse), and one in the middle vs two
+smaller ones either side of it (a narrow peak vs a broad hump with a shallow dip). Listmode
+totals cannot tell them apart, so only a profile encoder that learned pulse shapes can: the
+test of whether profile pretraining buys anything. (Spines were dropped: they lengthen the
+particle, so totals and pulse width gave them away; plastids at both poles were dropped:
+two separate peaks are plain to random convolutions too.)
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Species:
     calcite: float = 0.0  # coccoliths: strong side scatter
     absorb: float = 0.35  # image darkness per µm of thickness
     flagella: int = 0
-    chloroplast: str = "spread"  # spread (texture) | end (one pole) | centre | ends (both poles)
+    chloroplast: str = "spread"  # spread (texture) | end (one pole) | centre | pair (either side of centre)
     weight: float = 1.0  # relative abundance in a default sample
 
 
@@ -77,7 +78,7 @@ SPECIES: tuple[Species, ...] = (
     Species("chloro_central", "oval", (10.0, 1.0), 0.6, chl=1.0, granularity=0.3, absorb=0.22,
             chloroplast="centre", weight=0.0),
     Species("chloro_twin", "oval", (10.0, 1.0), 0.6, chl=1.0, granularity=0.3, absorb=0.22,
-            chloroplast="ends", weight=0.0),
+            chloroplast="pair", weight=0.0),
 )
 
 CLASS_NAMES: tuple[str, ...] = tuple(s.name for s in SPECIES)

@@ -136,26 +136,42 @@ def test_int8_onnx_keeps_the_shipped_gallery_labels_for_every_batch_size(sample,
         assert same >= 0.99, f"int8 batch {batch}: only {same:.1%} of fp32's labels"
 
 
-def test_int8_onnx_few_shot_accuracy_is_within_a_point_of_fp32(sample, int8_and_fp32):
-    # a gallery embedded by the int8 engine itself (5 shots per class), combined mode
-    art, data, _ = sample
-    _, _, quantised, reference, _ = int8_and_fp32
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """A larger labelled sample for accuracy (crops, so it is quick): on the 200-particle
+    sample one particle is 0.7 points, and a bound of 1 point was a coin toss."""
+    out = tmp_path_factory.mktemp("int8-accuracy")
+    simulate_to_disk(RunPlan(out, seed=78), SimSettings(particles=1000, image_fraction=0.6, frames="crop"))
+    art = load_artifact(None)
+    data = prepare_files(find_exports(out), art.preprocess, IngestConfig(), cache_dir=None, workers=1)
     truth = {}
     for export in data.files:
         truth.update(read_truth(Path(export).with_suffix(".truth.csv")))
-    labels = np.array([truth[k] for k in data.keys])
-    shots = np.concatenate([np.flatnonzero(labels == c)[:5] for c in sorted(set(labels))])
-    rest = np.setdiff1d(np.arange(len(data)), shots)
-    acc = {}
-    for name, (prof, img) in (("fp32", reference), ("int8", quantised)):
-        image = np.zeros_like(prof)
-        image[np.flatnonzero(data.has_image)] = img
-        g = gal.build(art.model_id, list(labels[shots]), [data.keys[i] for i in shots], prof[shots],
-                      image[shots], data.has_image[shots])
-        got = gal.classify(g, prof[rest], image[rest], data.has_image[rest]).labels
-        acc[name] = 100 * np.mean(np.array(got) == labels[rest])
-    print(f"few-shot accuracy fp32 {acc['fp32']:.2f} % int8 {acc['int8']:.2f} % ({len(rest)} particles)")
-    assert abs(acc["int8"] - acc["fp32"]) <= 1.0, f"accuracy fp32 {acc['fp32']:.1f} % vs int8 {acc['int8']:.1f} %"
+    return art, data, np.array([truth[k] for k in data.keys])
+
+
+def test_int8_onnx_few_shot_accuracy_is_within_a_point_of_fp32(labelled, int8_and_fp32):
+    # galleries embedded by each engine itself (5 shots per class, 3 draws), combined mode
+    art, data, labels = labelled
+    int8, fp32, _, _, _ = int8_and_fp32
+    embedded = {"fp32": embed_all(fp32, data, MAX_BATCH), "int8": embed_all(int8, data, MAX_BATCH)}
+    acc = {"fp32": [], "int8": []}
+    imaged = np.flatnonzero(data.has_image)
+    for draw in range(3):
+        rng = np.random.default_rng(draw)
+        shots = np.concatenate([rng.choice(imaged[labels[imaged] == c], 5, replace=False)
+                                for c in sorted(set(labels[imaged])) if (labels[imaged] == c).sum() > 5])
+        rest = np.setdiff1d(np.arange(len(data)), shots)
+        for name, (prof, img) in embedded.items():
+            image = np.zeros_like(prof)
+            image[imaged] = img
+            g = gal.build(art.model_id, list(labels[shots]), [data.keys[i] for i in shots], prof[shots],
+                          image[shots], data.has_image[shots])
+            got = gal.classify(g, prof[rest], image[rest], data.has_image[rest]).labels
+            acc[name].append(100 * np.mean(np.array(got) == labels[rest]))
+    fp32_acc, int8_acc = np.mean(acc["fp32"]), np.mean(acc["int8"])
+    print(f"few-shot accuracy fp32 {fp32_acc:.2f} % int8 {int8_acc:.2f} % (3 galleries, {len(data)} particles)")
+    assert abs(int8_acc - fp32_acc) <= 1.0, f"accuracy fp32 {fp32_acc:.1f} % vs int8 {int8_acc:.1f} %"
 
 
 def test_int8_onnx_is_compiled_once_and_requantised_when_stale(sample, int8_and_fp32, capsys):

@@ -128,7 +128,7 @@ def test_stand_in_cyz_and_converter(tmp_path):
 
 def test_shape_only_classes_differ_in_pulse_shape_not_in_totals():
     """chloro_polar / chloro_central / chloro_twin: the same cell, the same total pigment; only
-    where the FL Red pulse peaks differs (a pole leads or trails; the middle; both poles)."""
+    where the FL Red pulse peaks differs (a pole leads or trails; the middle; either side of it)."""
     import numpy as np
 
     from plankton_stream.simulate.morphology import build_body
@@ -155,4 +155,4 @@ def test_shape_only_classes_differ_in_pulse_shape_not_in_totals():
     assert abs(t_polar / t_central - 1) < 0.15  # listmode totals cannot tell them apart
     assert abs(t_twin / t_central - 1) < 0.15
     assert off_polar > 2 * off_central  # the pulse shape can: off centre,
-    assert s_twin > 1.3 * s_central and off_twin < off_polar / 2  # or spread over both ends
+    assert s_twin > 1.05 * s_central and off_twin < off_polar / 2  # or spread either side of the middle
