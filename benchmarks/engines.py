@@ -113,8 +113,10 @@ def op_types(engine) -> dict:
     return out
 
 
-def int8_accuracy(particles: int = 1500, shots: int = 5) -> dict:
-    """fp32 vs int8 ONNX on a simulated labelled set (calibrated on another simulated sample)."""
+def int8_accuracy(particles: int = 1500, shots: int = 5, draws: int = 5) -> dict:
+    """fp32 vs int8 ONNX on a simulated labelled set (calibrated on another simulated sample):
+    mean accuracy over `draws` galleries (one gallery's difference is mostly which particles
+    it drew: 1 point is 14 particles here)."""
     import tempfile
 
     from plankton_stream import gallery as gal
@@ -134,26 +136,32 @@ def int8_accuracy(particles: int = 1500, shots: int = 5) -> dict:
         data = prepare_files(find_exports(Path(tmp)), art.preprocess, IngestConfig(), cache_dir=None, workers=1)
         truth = {k: v for f in data.files for k, v in read_truth(Path(f).with_suffix(".truth.csv")).items()}
     labels = np.array([truth[k] for k in data.keys])
-    rng = np.random.default_rng(0)
-    pick = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:shots] for c in sorted(set(labels))])
-    rest = np.setdiff1d(np.arange(len(data)), pick)
     rows = np.flatnonzero(data.has_image)
-    shipped, out, predicted = gal.load(DEFAULT_GALLERY), {}, {}
+    shipped, out, predicted, accuracy = gal.load(DEFAULT_GALLERY), {}, {}, {}
     for precision in ("fp32", "int8"):
         with open_engine(art, "onnx", "cpu", precision, CACHE / "engines") as engine:
             prof = np.concatenate([engine.embed("profile", data.profiles[i:i + 128], data.profile_meta[i:i + 128])
                                    for i in range(0, len(data), 128)])
             image = np.zeros_like(prof)
             image[rows] = engine.embed("image", data.images[rows], data.image_meta[rows])
-        g = gal.build(art.model_id, list(labels[pick]), [data.keys[i] for i in pick], prof[pick], image[pick],
-                      data.has_image[pick])
-        got = np.array(gal.classify(g, prof[rest], image[rest], data.has_image[rest]).labels)
-        out[f"{precision}_accuracy_{shots}_shots_pct"] = round(100 * float(np.mean(got == labels[rest])), 2)
+        accuracy[precision] = []
+        for draw in range(draws):
+            rng = np.random.default_rng(draw)
+            pick = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:shots]
+                                   for c in sorted(set(labels))])
+            rest = np.setdiff1d(np.arange(len(data)), pick)
+            g = gal.build(art.model_id, list(labels[pick]), [data.keys[i] for i in pick], prof[pick],
+                          image[pick], data.has_image[pick])
+            got = np.array(gal.classify(g, prof[rest], image[rest], data.has_image[rest]).labels)
+            accuracy[precision].append(100 * float(np.mean(got == labels[rest])))
+        out[f"{precision}_accuracy_{shots}_shots_pct"] = round(float(np.mean(accuracy[precision])), 2)
         predicted[precision] = gal.classify(shipped, prof, image, data.has_image).labels
     out["accuracy_difference_points"] = round(out[f"int8_accuracy_{shots}_shots_pct"]
                                               - out[f"fp32_accuracy_{shots}_shots_pct"], 2)
+    out["difference_per_gallery"] = [round(b - a, 2) for a, b in zip(accuracy["fp32"], accuracy["int8"])]
     out["shipped_gallery_label_agreement"] = round(float(np.mean(
         [a == b for a, b in zip(predicted["fp32"], predicted["int8"])])), 4)
+    out["galleries"] = draws
     out["particles"], out["evaluated"] = len(data), len(rest)
     return out
 
