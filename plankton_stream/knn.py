@@ -267,3 +267,17 @@ def threshold(nearest: np.ndarray, quantile: float) -> float:
     """Open-set threshold from leave-one-out distances; inf (never unknown) without any."""
     values = nearest[np.isfinite(nearest)]
     return float(np.quantile(values, quantile)) if values.size else float("inf")
+
+
+def single_threaded_blas() -> object | None:
+    """numpy's OpenBLAS on one thread in this process, for a service's k-NN: its products are
+    small (a batch against the gallery), and OpenBLAS's worker threads spin waiting for work:
+    they fought the encoder for the cores (measured, 2 cores: 2,600 -> 3,400 particles/s). ONNX
+    Runtime, oneDNN and MKL keep their own pools. Returns the limiter (tests restore it), or
+    None where threadpoolctl or OpenBLAS is absent."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    found = ThreadpoolController().select(internal_api="openblas")
+    return found.limit(limits=1) if found.lib_controllers else None

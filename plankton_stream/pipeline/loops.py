@@ -22,6 +22,7 @@ from typing import Callable, TypeVar
 import zmq
 
 from plankton_stream import gallery as gal
+from plankton_stream import knn
 from plankton_stream.backends import Engine
 from plankton_stream.config import Config
 from plankton_stream.errors import PlanktonStreamError
@@ -121,6 +122,7 @@ def encode_loop(ctx: zmq.Context, links: Links, engine_factory: Callable[[], Eng
 def classify_loop(ctx: zmq.Context, links: Links, gallery: gal.Gallery, cfg: Config,
                   stop: threading.Event, health: Health, swap: GallerySwap | None = None) -> None:
     """`swap`: the gallery file is watched and a changed one swapped in between batches."""
+    knn.single_threaded_blas()  # this process's k-NN products: see there why
     pull = socket(ctx, zmq.PULL, links.embedded, True, cfg.pipeline.queue)
     push = socket(ctx, zmq.PUSH, links.classified, False, cfg.pipeline.queue)
     gallery_id = ""
