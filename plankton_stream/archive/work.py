@@ -20,6 +20,7 @@ import msgpack
 import pyarrow as pa
 
 from plankton_stream import gallery as gal
+from plankton_stream import knn
 from plankton_stream.archive import table
 from plankton_stream.archive.jobs import Identity, Job, gallery_digest, partition
 from plankton_stream.backends import Engine
@@ -94,6 +95,7 @@ def load_classifier(cfg: Config, embeddings: bool, threads: int = 0) -> Classifi
 
 @contextmanager
 def open_classifier(cfg: Config, embeddings: bool, threads: int = 0) -> Iterator[Classifier]:
+    knn.single_threaded_blas()  # k-NN beside the encoder, as in the service's classify stage
     clf = load_classifier(cfg, embeddings, threads)
     try:
         yield clf
