@@ -272,7 +272,7 @@ def threshold(nearest: np.ndarray, quantile: float) -> float:
 def single_threaded_blas() -> object | None:
     """numpy's OpenBLAS on one thread in this process, for a service's k-NN: its products are
     small (a batch against the gallery), and OpenBLAS's worker threads spin waiting for work:
-    they fought the encoder for the cores (measured, 2 cores: 2,600 -> 3,400 particles/s). ONNX
+    they fought the encoder for the cores (measured, 2 cores: 2,600 -> 3,800-4,100 particles/s). ONNX
     Runtime, oneDNN and MKL keep their own pools. Returns the limiter (tests restore it), or
     None where threadpoolctl or OpenBLAS is absent."""
     try:
