@@ -266,9 +266,9 @@ def _votes(g: Gallery, mode: str, rows: np.ndarray, profile, image, listmode,
     fusion = rule or g.fusion_rule
     if fusion == "embed":
         return knn.fuse(image[rows], g.image, g.labels, profile[rows], g.profile, g.labels, n, g.k, "embed")
-    if fusion == "mean" and g.embed_ok:
-        return knn.mean_votes([_votes(g, "combined", rows, profile, image, listmode, part)
-                               for part in ("score", "pool", "embed")])
+    if fusion == "mean":  # embedding fusion joins where every entry has both modalities
+        parts = ("score", "pool") + (("embed",) if g.embed_ok else ())
+        return knn.mean_votes([_votes(g, "combined", rows, profile, image, listmode, part) for part in parts])
     return knn.fuse(image[rows], g.image[irows], g.labels[irows], profile[rows], g.profile[prows],
                     g.labels[prows], n, g.k, fusion, g.alpha)
 

@@ -81,9 +81,6 @@ def fuse(img_q: np.ndarray, img_bank: np.ndarray, img_labels: np.ndarray, prof_q
         idx = np.concatenate([i_idx, p_idx + len(img_bank)], axis=1)
         d = np.concatenate([i_d, p_d], axis=1)
         return vote(idx, d, np.concatenate([img_labels, prof_labels]), n_classes)
-    if fusion == "mean":  # embedding fusion joins where the caller has checked it can (mean_votes)
-        return mean_votes([fuse(img_q, img_bank, img_labels, prof_q, prof_bank, prof_labels, n_classes, k,
-                                rule, alpha) for rule in ("score", "pool")])
     img_bank, img_labels = _by_class(img_bank, img_labels)
     prof_bank, prof_labels = _by_class(prof_bank, prof_labels)
     a, a_margin = _votes_and_margin(1.0 - img_q @ img_bank.T, img_labels, n_classes, k)
